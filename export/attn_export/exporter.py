@@ -66,6 +66,11 @@ def export_onnx(
     model = model.eval()
     logger.info("Exporting with torch.onnx.export(dynamo=True), opset %d, sample sizes %s", opset, sizes)
     log_stream = io.StringIO()
+    # torch.onnx logs its steps and optional-dependency notes (torchvision ops) at WARNING;
+    # they are noise for this exporter, so they are kept out of the user's stderr.
+    torch_onnx_logger = logging.getLogger("torch.onnx")
+    previous_level = torch_onnx_logger.level
+    torch_onnx_logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(log_stream):
             warnings.simplefilter("ignore")
@@ -83,6 +88,8 @@ def export_onnx(
     except Exception as exc:  # torch.export raises many exception types; all mean the same here
         logger.debug("torch.onnx.export output:\n%s", log_stream.getvalue())
         raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        torch_onnx_logger.setLevel(previous_level)
     logger.debug("torch.onnx.export output:\n%s", log_stream.getvalue())
 
     proto = program.model_proto

@@ -1,7 +1,7 @@
 """PyTorch target-attention models for recommendation ranking (torch and numpy only)."""
 
 from .attention import TargetAttention
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .config import RankerConfig
 from .din import DINAttention
 from .heads import DotHead, MLPHead
@@ -24,6 +24,7 @@ __all__ = [
     "length_mask",
     "load_checkpoint",
     "masked_softmax",
+    "read_checkpoint",
     "recency_positions",
     "save_checkpoint",
 ]
