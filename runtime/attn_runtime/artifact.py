@@ -160,7 +160,7 @@ class Artifact:
         fallback = variants.get(FALLBACK_VARIANT)
         if fallback is not None and fallback.passed:
             logger.warning(
-                "Default variant %r of %s failed its parity gate; serving %r instead",
+                "Default variant %r of %s failed its parity gate, so %r is served instead",
                 default.name,
                 self.path,
                 FALLBACK_VARIANT,

@@ -68,7 +68,7 @@ def _coerce_integer(name: str, array: np.ndarray, expected: np.dtype) -> np.ndar
         )
         raise InputError(
             f"Input {name!r} has {kind} dtype {received}, but the model expects integer ids of "
-            f"dtype {expected}. Build the array with dtype=np.{expected.name}; if the values "
+            f"dtype {expected}. Build the array with dtype=np.{expected.name}. If the values "
             f"are whole numbers stored as floats, convert with value.astype(np.{expected.name})."
         )
 

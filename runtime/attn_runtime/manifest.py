@@ -106,7 +106,7 @@ class Manifest:
     raw: Mapping[str, Any] = field(repr=False)
 
     def input_spec(self, name: str) -> TensorSpec:
-        """Return the spec of input `name`; raise KeyError if the model has no such input."""
+        """Return the spec of input `name`, or raise KeyError if the model has no such input."""
         for spec in self.inputs:
             if spec.name == name:
                 return spec
@@ -114,7 +114,7 @@ class Manifest:
 
     @property
     def lengths_inputs(self) -> frozenset[str]:
-        """Names of inputs that hold per-row lengths of an id input."""
+        """Names of the inputs that contain per-row lengths of an id input."""
         return frozenset(lengths for lengths in self.id_inputs.values() if lengths is not None)
 
 
@@ -151,7 +151,7 @@ def load_manifest(artifact_dir: str | Path) -> Manifest:
 
 
 def parse_manifest(document: Any, *, source: str = MANIFEST_NAME) -> Manifest:
-    """Validate an already-parsed manifest document; `source` names it in error messages.
+    """Validate an already-parsed manifest document. `source` names it in error messages.
 
     Raises:
         ArtifactError: a required key is missing, has the wrong type, or refers to an
@@ -164,7 +164,7 @@ def parse_manifest(document: Any, *, source: str = MANIFEST_NAME) -> Manifest:
     if missing:
         raise ArtifactError(
             f"{source} is missing required key(s) {missing}. "
-            f"This runtime reads manifest format_version {list(SUPPORTED_FORMAT_VERSIONS)}; {_FIX}."
+            f"This runtime reads manifest format_version {list(SUPPORTED_FORMAT_VERSIONS)}. Re-export the artifact with attn-export."
         )
 
     format_version = document["format_version"]

@@ -60,7 +60,7 @@ class Scorer:
         *,
         padding_id_policy: PaddingIdPolicy = "warn",
     ) -> None:
-        """Wrap an already-built session; most callers want `from_artifact` instead.
+        """Wrap an already-built session. Most callers want `from_artifact` instead.
 
         Raises:
             ArtifactError: the session's inputs or outputs differ from the manifest.
@@ -87,7 +87,7 @@ class Scorer:
 
         variant: a variant name, or None for the manifest default (falling back to
             "fp32" if the default failed its parity gate).
-        config: onnxruntime session settings; SessionConfig() when None.
+        config: onnxruntime session settings, SessionConfig() when None.
         allow_failed: load a variant that failed its parity gate.
         verify_checksums: check the sha256 of every artifact file before loading.
         padding_id_policy: what to do with the padding id in a real slot ("warn",
@@ -109,7 +109,7 @@ class Scorer:
 
     @property
     def manifest(self) -> Manifest:
-        """Validated manifest of the artifact (read-only)."""
+        """Validated manifest of the artifact. Its top-level mappings are read-only, and nested values must not be modified either."""
         return self._artifact.manifest
 
     @property
@@ -152,7 +152,7 @@ class Scorer:
         histories: Sequence[Sequence[int]] | None = None,
         candidates: Sequence[Sequence[int]] | None = None,
     ) -> np.ndarray | list[np.ndarray]:
-        """Score candidates for each user; scores are logits (higher ranks first).
+        """Score candidates for each user. Scores are logits, and a higher score ranks first.
 
         Two call forms:
           * Padded arrays: `score(history_ids, history_lengths, candidate_ids)` with
@@ -288,7 +288,7 @@ class Scorer:
 def _check_session_matches_manifest(session: ort.InferenceSession, manifest: Manifest, variant: VariantSpec) -> None:
     declared = {spec.name: spec for spec in manifest.inputs}
     actual = {node.name: node for node in session.get_inputs()}
-    fix = "manifest.json and the model file disagree; re-export the artifact."
+    fix = "manifest.json and the model file disagree, so re-export the artifact."
 
     if set(declared) != set(actual):
         raise ArtifactError(

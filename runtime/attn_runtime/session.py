@@ -62,7 +62,7 @@ class SessionConfig:
 
     intra_op_threads: threads inside one operator. The default 1 suits a service that
         runs one scorer per core and gets its parallelism from concurrent requests or
-        processes. Raise it for a single process that serves large batches; 0 lets
+        processes. Raise it for a single process that serves large batches. 0 lets
         onnxruntime use one thread per physical core.
     inter_op_threads: threads across independent operators. Used only with
         execution_mode="parallel".

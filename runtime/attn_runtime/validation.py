@@ -1,4 +1,4 @@
-"""Validate request inputs against the manifest before onnxruntime sees them.
+"""Validate request inputs against the manifest before onnxruntime runs the model.
 
 numpy and onnxruntime only; services install this without torch.
 
@@ -13,8 +13,8 @@ received and what to do. The rules, in the order they run:
 6. seq_len: a zero-width sequence gets one padding column, because some exported
    graphs cannot reduce over an empty axis. A sequence wider than the manifest's
    max_seq_len is cut to max_seq_len when every length fits, and rejected otherwise.
-7. Padded slots (position >= length) are overwritten with the padding id. The model
-   contract says their content does not change scores, and out-of-range garbage there
+7. Padded slots (position >= length) are overwritten with the padding id. By the model
+   contract their content does not change scores, and out-of-range garbage there
    would otherwise make the embedding lookup fail.
 8. Ids in real slots lie in [0, vocab_size). Negative ids are rejected even when
    vocab_size is unknown, because onnxruntime's Gather reads negative indices from the
@@ -171,7 +171,7 @@ class FeedValidator:
         if array.ndim != len(axes):
             raise InputError(
                 f"Input {name!r} must have rank {len(axes)} with axes {axes}, but received rank "
-                f"{array.ndim} with shape {array.shape}. Reshape it; for a single row, add the batch "
+                f"{array.ndim} with shape {array.shape}. Reshape it. For a single row, add the batch "
                 "axis with value[np.newaxis]."
             )
         for axis, (dim, size) in enumerate(zip(axes, array.shape)):
@@ -197,7 +197,7 @@ class FeedValidator:
                     raise InputError(
                         f"Input {name!r} has {dim} size {size} (axis {axis}, shape {shape}), but "
                         f"input {first_name!r} has {dim} size {first_size} (axis {first_axis}). "
-                        f"Every input must agree on the size of axis {dim!r}; send the same rows "
+                        f"Every input must agree on the size of axis {dim!r}, so send the same rows "
                         "in every input."
                     )
         return {dim: size for dim, (size, _, _) in bound.items()}
@@ -217,7 +217,7 @@ class FeedValidator:
             raise InputError(
                 f"Input {lengths_name!r} must hold lengths in [0, {seq_len}] (0 to the seq_len "
                 f"of {id_name!r}), but received out-of-range values at {positions}. A length "
-                f"counts the real items at the start of each {id_name!r} row; fix the lengths or "
+                f"counts the real items at the start of each {id_name!r} row, so fix the lengths or "
                 "pad the rows to a larger seq_len."
             )
 
@@ -241,7 +241,7 @@ class FeedValidator:
                 f"most max_seq_len={max_seq_len}. Keep the most recent {max_seq_len} items of each "
                 "history (e.g. history[-max_seq_len:]) and set the lengths to match."
             )
-        # Only padding columns are cut, which the model contract says cannot change scores.
+        # Only padding columns are cut, and by the model contract they cannot change scores.
         return ids[..., :max_seq_len]  # [..., max_seq_len]
 
     def _clear_padded_slots(self, id_name: str, ids: np.ndarray, real_mask: np.ndarray) -> np.ndarray:
@@ -262,7 +262,7 @@ class FeedValidator:
         if negative.any():
             raise InputError(
                 f"Input {id_name!r} contains negative ids at {_list_positions(negative, checked)}. "
-                f"Ids in {slots}{id_name!r} must be >= 0; onnxruntime would read a row from the "
+                f"Ids in {slots}{id_name!r} must be >= 0 because onnxruntime would read a row from the "
                 "end of the embedding table for them instead of failing. Map unknown items to "
                 "a trained id or drop them before scoring."
             )
@@ -300,7 +300,7 @@ class FeedValidator:
 
         count, should_log = self._padding_id_counter.increment()
         if should_log:
-            logger.warning("%s. Seen in %d request(s) so far; further repeats are logged at 10x intervals.", message, count)
+            logger.warning("%s. Seen in %d request(s) so far. Further repeats are logged at 10x intervals.", message, count)
 
     def _empty_outputs(self, axis_sizes: Mapping[str, int]) -> dict[str, np.ndarray] | None:
         outputs: dict[str, np.ndarray] = {}
@@ -351,11 +351,11 @@ def _real_slot_mask(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 def _list_positions(mask: np.ndarray, values: np.ndarray) -> str:
     """Format the first few True positions of `mask` as 'index (value)' pairs."""
     indices = np.argwhere(mask)
-    shown = []
+    formatted = []
     for index in indices[:_MAX_LISTED_POSITIONS]:
         position = tuple(int(i) for i in index)
         label = position[0] if len(position) == 1 else position
-        shown.append(f"{label} (value {values[position]})")
-    more = len(indices) - len(shown)
+        formatted.append(f"{label} (value {values[position]})")
+    more = len(indices) - len(formatted)
     suffix = f" and {more} more" if more > 0 else ""
-    return ", ".join(shown) + suffix
+    return ", ".join(formatted) + suffix

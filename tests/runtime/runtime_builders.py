@@ -110,7 +110,7 @@ def sha256_hex(path: Path) -> str:
 
 @dataclass
 class VariantPlan:
-    """How to write one variant: its model, whether it passed and whether weights are external."""
+    """Plan for one variant: its model, its gate result and whether its weights are external data."""
 
     model: onnx.ModelProto
     passed: bool = True
@@ -150,7 +150,7 @@ def write_artifact(
     vocab_size: int | None = VOCAB_SIZE,
     max_seq_len: int | None = None,
 ) -> dict[str, Any]:
-    """Write model files, parity.json and a manifest with real sha256s; return the manifest."""
+    """Write model files, parity.json and a manifest with real sha256s, and return the manifest."""
     directory.mkdir(parents=True, exist_ok=True)
     variant_entries: dict[str, Any] = {}
     for name, plan in variants.items():

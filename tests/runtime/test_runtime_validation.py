@@ -1,6 +1,6 @@
 """One test per input-validation rule, run through real onnxruntime sessions.
 
-Each rejection test checks that the message names the input and says what to do.
+Each rejection test checks that the message names the input and the fix.
 """
 
 from __future__ import annotations
