@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import logging
 import warnings
 from pathlib import Path
@@ -34,12 +35,21 @@ DEFAULT_OPSET = 18
 EXTERNAL_DATA_THRESHOLD_BYTES = 64 * 1024 * 1024
 
 
-def _dynamic_shapes(spec: ExportSpec) -> dict[str, dict[int, Dim]]:
+def _dynamic_shapes(spec: ExportSpec) -> tuple[dict[int, Dim], ...]:
+    """Dynamic shapes by input position, so a model's own argument names do not matter."""
     dims = {name: Dim(name) for name in spec.dynamic_axes}
-    shapes: dict[str, dict[int, Dim]] = {}
-    for tensor in spec.inputs:
-        shapes[tensor.name] = {i: dims[d] for i, d in enumerate(tensor.shape) if isinstance(d, str)}
-    return shapes
+    return tuple(
+        {i: dims[d] for i, d in enumerate(tensor.shape) if isinstance(d, str)} for tensor in spec.inputs
+    )
+
+
+def _summarize_export_failure(exc: Exception) -> str:
+    """Keep the part of a torch.onnx failure a user can act on: the exception summary."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    if "## Exception summary" in text:
+        text = text.split("## Exception summary", 1)[1]
+        text = text.split("(Refer to the full stack trace", 1)[0]
+    return text.strip()
 
 
 def export_onnx(
@@ -87,7 +97,10 @@ def export_onnx(
             )
     except Exception as exc:  # torch.export raises many exception types; all mean the same here
         logger.debug("torch.onnx.export output:\n%s", log_stream.getvalue())
-        raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
+        raise ExportError(
+            f"torch.onnx.export failed ({type(exc).__name__}): {_summarize_export_failure(exc)}\n"
+            "Run with --verbose for the exporter log."
+        ) from exc
     finally:
         torch_onnx_logger.setLevel(previous_level)
     logger.debug("torch.onnx.export output:\n%s", log_stream.getvalue())
