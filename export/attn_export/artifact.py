@@ -27,6 +27,7 @@ __all__ = [
     "MANIFEST_NAME",
     "sha256_file",
     "read_manifest",
+    "check_checksums",
     "write_manifest",
     "staged_artifact",
     "update_artifact",
@@ -76,6 +77,22 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             f"(expected {FORMAT_VERSION}); re-export with this attn-export version."
         )
     return manifest
+
+
+def check_checksums(directory: Path, manifest: dict[str, Any]) -> None:
+    """Raise ArtifactError listing every file that is missing or differs from its sha256."""
+    problems = []
+    for name, entry in manifest.get("files", {}).items():
+        path = Path(directory) / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif (actual := sha256_file(path)) != entry["sha256"]:
+            problems.append(f"{name}: sha256 {actual[:12]}... expected {entry['sha256'][:12]}...")
+    if problems:
+        raise ArtifactError(
+            f"Artifact {directory} does not match its manifest:\n  - " + "\n  - ".join(problems)
+            + "\nRe-export the artifact or restore the listed files."
+        )
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import torch
 from attn_models import TargetAttentionRanker, save_checkpoint
 from attn_models.data import RankingRequests
 
-from .artifact import add_variant, read_manifest, staged_artifact, update_artifact, write_manifest
+from .artifact import add_variant, check_checksums, read_manifest, staged_artifact, update_artifact, write_manifest
 from .errors import ExportError, VerifyError
 from .exporter import DEFAULT_OPSET, export_onnx
 from .manifest import new_manifest
@@ -125,6 +125,7 @@ def verify_artifact(
     """Re-run parity of one variant against the PyTorch original and record it in the artifact."""
     artifact = Path(artifact)
     manifest = read_manifest(artifact)
+    check_checksums(artifact, manifest)
     if variant not in manifest["variants"]:
         raise VerifyError(f"Variant {variant!r} not in {artifact}; available: {sorted(manifest['variants'])}.")
     model, spec = load_reference(artifact, manifest)
