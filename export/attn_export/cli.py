@@ -180,3 +180,6 @@ def build(
 
 
 # --- commands from other modules (one registration line each)
+from .cli_quantize import quantize_command  # noqa: E402
+
+app.command("quantize")(_run(quantize_command))
