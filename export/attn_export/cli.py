@@ -180,6 +180,9 @@ def build(
 
 
 # --- commands from other modules (one registration line each)
+from .cli_bench import bench_command  # noqa: E402
+
+app.command("bench")(_run(bench_command))
 from .cli_quantize import quantize_command  # noqa: E402
 
 app.command("quantize")(_run(quantize_command))
