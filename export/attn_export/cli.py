@@ -183,6 +183,9 @@ def build(
 from .cli_bench import bench_command  # noqa: E402
 
 app.command("bench")(_run(bench_command))
+from .cli_optimize import optimize_command  # noqa: E402
+
+app.command("optimize")(_run(optimize_command))
 from .cli_quantize import quantize_command  # noqa: E402
 
 app.command("quantize")(_run(quantize_command))

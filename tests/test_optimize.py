@@ -1,0 +1,245 @@
+"""Tests of `attn-export optimize`: the attention rewrites, the optimized variant, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+import onnxruntime as ort
+import pytest
+import torch
+
+from attn_export.artifact import read_manifest
+from attn_export.optimize import MODEL_FILE, PARITY_FILE, optimize_artifact, optimize_onnx_file
+from attn_export.optimize.generic_passes import run_onnxscript_optimizer
+from attn_export.optimize.mask_fill_to_bias import masked_fill_to_bias
+from attn_export.optimize.mask_to_values import move_mask_to_values
+from attn_export.optimize.query_key_folding import fold_query_key_product
+from attn_export.optimize.scale_folding import fold_attention_scale
+from attn_export.pipeline import export_ranker
+from attn_export.sources import DataSource
+from attn_models import RankerConfig, TargetAttentionRanker
+
+SMALL = dict(embed_dim=16, mlp_hidden=(16,), din_hidden=(16, 8))
+KINDS = {
+    "multihead": dict(attention="multihead"),
+    "projected": dict(attention="projected"),
+    "dot": dict(attention="dot"),
+    "din": dict(attention="din"),
+    "self_attention": dict(attention="multihead", self_attention_blocks=1),
+}
+MAX_REQUESTS = 32
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> DataSource:
+    return DataSource("synthetic")
+
+
+@pytest.fixture(scope="module")
+def vocab_size(synthetic: DataSource) -> int:
+    return synthetic.load().vocab_size
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, synthetic, vocab_size):
+    """Export each attention kind once per module; return a function kind -> artifact path."""
+    cache: dict[str, Path] = {}
+
+    def make(kind: str, **overrides) -> Path:
+        key = kind + json.dumps(overrides, sort_keys=True)
+        if key not in cache:
+            torch.manual_seed(0)
+            config = RankerConfig(vocab_size=vocab_size, **{**SMALL, **KINDS[kind], **overrides})
+            path = tmp_path_factory.mktemp(kind) / "artifact"
+            export_ranker(TargetAttentionRanker(config).eval(), path, synthetic, max_requests=MAX_REQUESTS)
+            cache[key] = path
+        return cache[key]
+
+    return make
+
+
+def _requests(vocab_size: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Id-level requests including empty histories, padding and one candidate."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for lengths, seq_len, num_candidates in [([0, 5, 9], 9, 7), ([1], 1, 1), ([30, 0, 12, 30], 30, 40)]:
+        lengths_arr = np.asarray(lengths, dtype=np.int64)
+        ids = rng.integers(1, vocab_size, size=(len(lengths), seq_len)).astype(np.int64)
+        ids[np.arange(seq_len)[None, :] >= lengths_arr[:, None]] = 0
+        candidates = rng.integers(1, vocab_size, size=(len(lengths), num_candidates)).astype(np.int64)
+        feeds.append({"history_ids": ids, "history_lengths": lengths_arr, "candidate_ids": candidates})
+    return feeds
+
+
+def _rewrite_and_compare(artifact: Path, rewrite, tmp_path: Path, vocab_size: int) -> tuple[int, float]:
+    """Apply one rewrite to the exported graph; return (times applied, max abs diff of scores)."""
+    model = ir.load(artifact / "model.onnx")
+    run_onnxscript_optimizer(model)
+    applied = rewrite(model.graph)
+    run_onnxscript_optimizer(model)
+    rewritten = tmp_path / "rewritten.onnx"
+    ir.save(model, rewritten)
+    reference = ort.InferenceSession(str(artifact / "model.onnx"), providers=["CPUExecutionProvider"])
+    candidate = ort.InferenceSession(str(rewritten), providers=["CPUExecutionProvider"])
+    diff = 0.0
+    for feeds in _requests(vocab_size):
+        expected, got = reference.run(["scores"], feeds)[0], candidate.run(["scores"], feeds)[0]
+        assert np.isfinite(got).all()
+        diff = max(diff, float(np.abs(expected - got).max()))
+    return applied, diff
+
+
+@pytest.mark.parametrize("kind", ["multihead", "dot", "self_attention"])
+def test_scale_folding_parity(exported, kind, tmp_path, vocab_size):
+    applied, diff = _rewrite_and_compare(exported(kind), fold_attention_scale, tmp_path, vocab_size)
+    assert applied >= 1
+    assert diff <= 1e-5
+
+
+def test_query_key_folding_parity(exported, tmp_path, vocab_size):
+    def both(graph):
+        fold_attention_scale(graph)
+        return fold_query_key_product(graph)
+
+    applied, diff = _rewrite_and_compare(exported("projected"), both, tmp_path, vocab_size)
+    assert applied == 1
+    assert diff <= 1e-5
+
+
+def test_query_key_folding_skips_low_rank(exported, tmp_path, vocab_size):
+    applied, diff = _rewrite_and_compare(exported("projected", attention_dim=8), fold_query_key_product,
+                                         tmp_path, vocab_size)
+    assert applied == 0
+    assert diff == 0.0
+
+
+def test_query_key_folding_skips_multihead(exported, tmp_path, vocab_size):
+    applied, _ = _rewrite_and_compare(exported("multihead"), fold_query_key_product, tmp_path, vocab_size)
+    assert applied == 0
+
+
+@pytest.mark.parametrize("kind", ["multihead", "dot", "self_attention"])
+def test_masked_fill_to_bias_parity(exported, kind, tmp_path, vocab_size):
+    applied, diff = _rewrite_and_compare(exported(kind), masked_fill_to_bias, tmp_path, vocab_size)
+    assert applied >= 1
+    assert diff <= 1e-6
+
+
+@pytest.mark.parametrize("kind", ["multihead", "din", "self_attention"])
+def test_mask_to_values_parity(exported, kind, tmp_path, vocab_size):
+    applied, diff = _rewrite_and_compare(exported(kind), move_mask_to_values, tmp_path, vocab_size)
+    assert applied >= 1
+    assert diff <= 1e-6
+
+
+def test_bias_then_mask_keeps_empty_history_zero(exported, tmp_path, vocab_size):
+    """Both mask rewrites together: an empty history still scores like the fp32 graph."""
+
+    def both(graph):
+        return masked_fill_to_bias(graph) + move_mask_to_values(graph)
+
+    applied, diff = _rewrite_and_compare(exported("multihead"), both, tmp_path, vocab_size)
+    assert applied == 2
+    assert diff <= 1e-6
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_optimized_variant_passes(exported, kind, tmp_path):
+    artifact = exported(kind)
+    result = optimize_artifact(artifact, max_requests=MAX_REQUESTS)
+    assert result.against_pytorch.passed, result.failures
+    assert result.against_fp32_onnx.passed, result.failures
+    assert result.against_pytorch.max_abs_diff <= 1e-4
+    assert any(r.case == "heldout" for r in result.against_fp32_onnx.outputs)
+
+    manifest = read_manifest(artifact)
+    variant = manifest["variants"]["optimized"]
+    assert variant["passed"] is True
+    assert variant["model_file"] == MODEL_FILE
+    assert manifest["default_variant"] == "optimized"
+    assert variant["gate"]["optimization"]["op_counts_after"]
+    parity = json.loads((artifact / PARITY_FILE).read_text())
+    assert parity["passed"] is True
+    assert parity["against_fp32_onnx"]["outputs"][0]["atol"] == 1e-5
+    plain = ort.InferenceSession(str(artifact / MODEL_FILE), providers=["CPUExecutionProvider"])
+    assert [i.name for i in plain.get_inputs()] == ["history_ids", "history_lengths", "candidate_ids"]
+
+
+def test_op_counts_reported(exported, tmp_path):
+    report = optimize_onnx_file(exported("multihead") / "model.onnx", tmp_path / "out.onnx")
+    assert [s["stage"] for s in report["stages"]] == [
+        "exported", "onnxscript_optimizer", "attention_rewrites", "onnxruntime_offline"]
+    for stage in report["stages"]:
+        assert stage["nodes"] == sum(stage["op_counts"].values())
+    assert report["attention_rewrites"] == {
+        "fold_attention_scale": 1, "fold_query_key_product": 0, "masked_fill_to_bias": 1, "move_mask_to_values": 1}
+    # The scale Mul and the weights-times-mask Mul are gone; the values-times-mask Mul is new.
+    assert report["op_counts_after"]["Mul"] == report["op_counts_before"]["Mul"] - 1
+    assert report["op_counts_after"]["Softmax"] == 1
+    assert report["embedding_gathers"] == {"item_embedding.weight": 2}
+    assert report["bytes_after"] > 0
+
+
+def test_ort_fusions_parity(exported, tmp_path, vocab_size):
+    """With onnxscript's ORT fusions the target attention becomes MultiHeadAttention; scores hold."""
+    artifact = exported("multihead")
+    target = tmp_path / "fused.onnx"
+    report = optimize_onnx_file(artifact / "model.onnx", target, ort_fusions=True)
+    assert report["ort_fusions"].get("sdpa_via_mha") == 1
+    assert report["op_counts_after"].get("com.microsoft.MultiHeadAttention") == 1
+    reference = ort.InferenceSession(str(artifact / "model.onnx"), providers=["CPUExecutionProvider"])
+    fused = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    for feeds in _requests(vocab_size):
+        np.testing.assert_allclose(fused.run(["scores"], feeds)[0], reference.run(["scores"], feeds)[0], atol=1e-5)
+
+
+def test_cli_optimize(exported):
+    from typer.testing import CliRunner
+
+    from attn_export.cli import app
+
+    artifact = exported("dot")
+    result = CliRunner().invoke(app, ["optimize", str(artifact), "--max-requests", str(MAX_REQUESTS)])
+    assert result.exit_code == 0, result.output
+    assert "Op counts" in result.output
+    assert "fold_attention_scale" in result.output
+    assert "parity passed" in result.output
+    assert "default variant: optimized" in result.output
+
+
+def test_cli_optimize_json(exported):
+    from typer.testing import CliRunner
+
+    from attn_export.cli import app
+
+    result = CliRunner().invoke(app, ["optimize", str(exported("multihead")), "--json",
+                                      "--max-requests", str(MAX_REQUESTS)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["passed"] is True
+    assert document["optimization"]["nodes_before"] > 0
+
+
+def test_cli_optimize_rejects_non_artifact(tmp_path):
+    from typer.testing import CliRunner
+
+    from attn_export.cli import app
+
+    result = CliRunner().invoke(app, ["optimize", str(tmp_path)])
+    assert result.exit_code == 6
+    assert "not an attn-export artifact" in result.output
+
+
+def test_runtime_loads_optimized_variant(exported):
+    attn_runtime = pytest.importorskip("attn_runtime")
+    artifact = exported("projected")
+    optimize_artifact(artifact, max_requests=MAX_REQUESTS)
+    optimized = attn_runtime.Scorer.from_artifact(artifact, variant="optimized")
+    fp32 = attn_runtime.Scorer.from_artifact(artifact, variant="fp32")
+    feeds = _requests(read_manifest(artifact)["vocab_size"])[2]
+    got = optimized.score(feeds["history_ids"], feeds["history_lengths"], feeds["candidate_ids"])
+    expected = fp32.score(feeds["history_ids"], feeds["history_lengths"], feeds["candidate_ids"])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
