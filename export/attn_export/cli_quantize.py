@@ -63,7 +63,8 @@ def quantize_command(
 
     table = Table(title=f"Quantized variants of {artifact}")
     for column in ("variant", "size", "p50 latency", "AUC", "AUC drop", "top-10 overlap", "tau", "fp32 nodes", "gate"):
-        table.add_column(column, justify="left" if column in ("variant", "gate") else "right")
+        table.add_column(column, justify="left" if column in ("variant", "gate") else "right",
+                         no_wrap=column == "variant")
     table.add_row("fp32", _megabytes(summary.fp32_size_bytes), _ms(summary.fp32_p50_ms), "", "", "", "", "", "reference")
     for outcome in summary.variants:
         if outcome.gate is None:

@@ -89,7 +89,10 @@ class StaticInt8:
 
     def build(self, prepared: Path, target: Path, exclude: Sequence[str] = (),
               only: Sequence[str] | None = None) -> None:
-        """Quantize `prepared` into `target` with the cached calibration ranges."""
+        """Quantize `prepared` into `target` with the cached calibration ranges.
+
+        The default exclusions (the masking path) always apply, in addition to `exclude`.
+        """
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
         from .calibration import _method
@@ -110,7 +113,7 @@ class StaticInt8:
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 nodes_to_quantize=list(only) if only else None,
-                nodes_to_exclude=list(exclude),
+                nodes_to_exclude=sorted({*self.default_exclusions, *exclude}),
                 calibrate_method=_method(self.method),
                 calibration_cache_path=str(self.calibration_cache),
                 extra_options={"TensorQuantOverrides": overrides} if overrides else {},
