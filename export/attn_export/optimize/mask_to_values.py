@@ -7,6 +7,9 @@ sum_s (w_cs m_s) v_sd == sum_s w_cs (m_s v_sd), the product can move onto V:
 of the [batch, (heads,) num_candidates, seq_len] weights, one pass less over the largest tensor.
 With a 0/1 mask every product is identical to the original, so an empty history still gives a
 zero interest vector. DIN's unnormalized `logits * mask` has the same form and is handled too.
+
+NOTE: with very few candidates the per-user Mul on V costs more than it saves; at one candidate
+the full optimized graph measured 2-10% slower than fp32 (batch 1, one thread).
 """
 
 from __future__ import annotations
