@@ -217,7 +217,7 @@ def gate_variant(
     """Build the variant into `target`, gate it, and exclude sensitive nodes until it passes.
 
     `default_exclusions` ({node: reason}) stay fp32 from the start. The returned result lists
-    every excluded node with its reason; `target` holds the last build (the passing one if any).
+    every excluded node with its reason; `target` contains the last build (the passing one if any).
     """
     excluded = [ExcludedNode(node, reason) for node, reason in (default_exclusions or {}).items()]
     build(target, [e.node for e in excluded], None)

@@ -1,8 +1,8 @@
 """Graph queries used by the quantizers: weight matmuls, table lookups and the masking path.
 
-The masking path of an attention block is the chain that turns raw scores into weights:
-the masked fill (Where with a sentinel such as -1e9), the Softmax, the multiplication by the
-float mask, and the MatMul that applies those weights to the values. Quantizing it is unsafe:
+The masking path of an attention block is the chain that turns raw scores into weights. It
+starts at the masked fill (Where with a sentinel such as -1e9) and goes through the Softmax and
+the multiplication by the float mask to the MatMul that applies the weights to the values. Quantizing it is unsafe:
 the sentinel dominates any calibrated range, and a uint8 softmax output rounds the small
 weights of long histories to zero. The static scheme keeps this path in fp32 by default.
 """

@@ -50,8 +50,8 @@ def prepare_for_quantization(source: Path, target: Path) -> Path:
     except Exception as exc:  # onnxruntime raises several unrelated types here
         raise QuantizeError(
             f"onnxruntime quant pre-processing (shape inference and optimization) failed on {source}: "
-            f"{type(exc).__name__}: {exc}. Re-export the artifact; if it persists, quantize with the "
-            "table schemes (int8_rows, fp16_tables), which do not need pre-processing."
+            f"{type(exc).__name__}: {exc}. Re-export the artifact with `attn-export export`, and check "
+            "that its fp32 model passes `attn-export verify`."
         ) from exc
     model = onnx.load(str(target))
     if ensure_node_names(model):

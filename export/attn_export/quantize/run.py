@@ -2,7 +2,7 @@
 
 Every variant is written into the artifact with `update_artifact` in one atomic swap: the
 model file `model_<variant>.onnx`, its gate report `parity_<variant>.json`, and a manifest
-entry whose `gate` holds metrics, thresholds, verdict and the nodes kept in fp32.
+entry whose `gate` contains metrics, thresholds, verdict and the nodes kept in fp32.
 """
 
 from __future__ import annotations

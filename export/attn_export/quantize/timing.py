@@ -22,7 +22,7 @@ BENCH_SHAPE = {"batch": 1, "seq_len": 50, "num_candidates": 100}
 
 
 def representative_request(requests, seq_len: int = 50, num_candidates: int = 100) -> dict[str, np.ndarray]:
-    """One real request at batch 1: the longest history (padded to `seq_len`) and `num_candidates` candidates."""
+    """Build one real request at batch 1 from the longest history (padded to `seq_len`) and `num_candidates` candidates."""
     row = int(np.argmax(requests.history_lengths))
     ids = np.zeros((1, seq_len), dtype=np.int64)  # [1, seq_len]
     length = min(int(requests.history_lengths[row]), seq_len, requests.history_ids.shape[1])
