@@ -166,15 +166,18 @@ def build(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs when a model has to be trained.")] = 5,
     retrain: Annotated[bool, typer.Option(help="Train even if a checkpoint for this data and config exists.")] = False,
     threads: Annotated[int, typer.Option(min=1, help="torch threads for training.")] = 2,
+    optimize: Annotated[bool, typer.Option(help="Add the graph-optimized fp32 variant (as `attn-export optimize`).")] = True,
+    quantize: Annotated[bool, typer.Option(help="Add quantized variants and keep the fastest that passes the accuracy gate (as `attn-export quantize --auto`).")] = True,
     as_json: JsonOption = False,
 ) -> None:
-    """The main job: train (or reuse) the default ranker, export it, verify parity, summarize.
+    """The main job: train (or reuse) the default ranker, export, verify, optimize, quantize.
 
     Overwrites the artifact at --out atomically: a failed run leaves the previous one in place.
     """
     from .commands_core import build_main
 
-    result = build_main(data, out, epochs, retrain, threads, console=None if as_json else console)
+    result = build_main(data, out, epochs, retrain, threads, console=None if as_json else console,
+                        optimize=optimize, quantize=quantize)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
 

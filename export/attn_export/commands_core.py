@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -248,8 +250,10 @@ def build_main(
     retrain: bool,
     threads: int,
     console: Console | None,
+    optimize: bool = True,
+    quantize: bool = True,
 ) -> dict[str, Any]:
-    """Train or reuse the default ranker, export it with parity, and return the summary."""
+    """Train or reuse the default ranker, export it with parity, add the faster variants, summarize."""
     from attn_models import read_checkpoint
 
     data = DataSource.from_option(data_path)
@@ -274,11 +278,68 @@ def build_main(
                            quiet=console is None, console=console)
     if console is not None:
         render_export(console, summary)
-        render_build_summary(console, training, summary)
-    return {"training": training, "export": summary}
+    result: dict[str, Any] = {"training": training, "export": summary}
+    if optimize:
+        result["optimize"] = _optimize_step(out, console)
+    if quantize:
+        result["quantize"] = _quantize_step(out, console)
+    from .artifact import read_manifest
+
+    result["default_variant"] = read_manifest(out).get("default_variant")
+    if console is not None:
+        render_build_summary(console, result)
+    return result
 
 
-def render_build_summary(console: Console, training: dict[str, Any], export: dict[str, Any]) -> None:
+def _optimize_step(artifact: Path, console: Console | None) -> dict[str, Any]:
+    from .errors import OptimizeError
+    from .optimize import optimize_artifact
+
+    if console is not None:
+        console.print("[cyan]>[/] optimize the fp32 graph")
+    outcome = optimize_artifact(artifact, max_requests=256)
+    if not outcome.passed:
+        raise OptimizeError("The optimized variant failed parity: " + "; ".join(outcome.failures))
+    return {"passed": outcome.passed, "max_abs_diff_vs_pytorch": outcome.against_pytorch.max_abs_diff,
+            "default_variant": outcome.default_variant}
+
+
+def _quantize_step(artifact: Path, console: Console | None) -> dict[str, Any]:
+    from .quantize import QuantizeOptions, quantize_artifact
+
+    # onnxruntime's histogram calibrator prints its progress with print(); keep it off stdout,
+    # which carries the tables (or the --json document).
+    calibrator_output = io.StringIO()
+    with contextlib.redirect_stdout(calibrator_output):
+        if console is None:
+            summary = quantize_artifact(artifact, QuantizeOptions(auto=True))
+        else:
+            with console.status("quantize and gate each scheme") as status:
+                summary = quantize_artifact(artifact, QuantizeOptions(auto=True), progress=lambda step: status.update(step))
+    logger.debug("Calibrator output:\n%s", calibrator_output.getvalue())
+    if console is None:
+        return summary.to_dict()
+    table = Table(title="Quantized variants (gate: AUC drop <= 0.002, top-10 overlap >= 0.95, Kendall tau >= 0.95)")
+    for column in ("variant", "size (MB)", "size vs fp32", "p50 (ms)", "AUC drop", "top-10 overlap", "tau", "gate"):
+        table.add_column(column, justify="left" if column in ("variant", "gate") else "right")
+    table.add_row("fp32", f"{summary.fp32_size_bytes / 1e6:.2f}", "1.00", _fmt(summary.fp32_p50_ms, ".3f"), "", "", "", "reference")
+    for variant in summary.variants:
+        metrics = variant.gate.to_dict()["metrics"] if variant.gate else {}
+        table.add_row(variant.name, _fmt(variant.size_bytes and variant.size_bytes / 1e6, ".2f"),
+                      _fmt(variant.size_ratio, ".2f"), _fmt(variant.p50_ms, ".3f"),
+                      _fmt(metrics.get("auc_drop"), "+.5f"), _fmt(metrics.get("mean_top_k_overlap"), ".4f"),
+                      _fmt(metrics.get("mean_kendall_tau"), ".4f"),
+                      _verdict(variant.passed) if variant.gate else f"[red]error[/]: {variant.error}")
+    console.print(table)
+    return summary.to_dict()
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_build_summary(console: Console, result: dict[str, Any]) -> None:
+    training, export = result["training"], result["export"]
     table = Table(title="attn-export build: summary")
     table.add_column("step")
     table.add_column("result")
@@ -288,4 +349,11 @@ def render_build_summary(console: Console, training: dict[str, Any], export: dic
     table.add_row("artifact", export["artifact"])
     table.add_row("fp32 parity", ("PASS" if export["parity"]["passed"] else "FAIL")
                   + f" (max abs diff {export['parity']['max_abs_diff']:.2e})")
+    if "optimize" in result:
+        optimized = result["optimize"]
+        table.add_row("optimized parity", f"PASS (max abs diff {optimized['max_abs_diff_vs_pytorch']:.2e})")
+    if "quantize" in result:
+        passed = [v["name"] for v in result["quantize"]["variants"] if v["passed"]]
+        table.add_row("quantized variants passing the gate", ", ".join(passed) or "none")
+    table.add_row("default variant (served by attn_runtime)", str(result["default_variant"]))
     console.print(table)
