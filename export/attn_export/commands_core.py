@@ -307,10 +307,10 @@ def _optimize_step(artifact: Path, console: Console | None) -> dict[str, Any]:
 def _quantize_step(artifact: Path, console: Console | None) -> dict[str, Any]:
     from .quantize import QuantizeOptions, quantize_artifact
 
-    # onnxruntime's histogram calibrator prints its progress with print(); keep it off stdout,
-    # which carries the tables (or the --json document).
+    # onnxruntime's histogram calibrator prints its progress; keep it out of the tables (or the
+    # --json document) and out of stderr, which is for errors. Failures still raise.
     calibrator_output = io.StringIO()
-    with contextlib.redirect_stdout(calibrator_output):
+    with contextlib.redirect_stdout(calibrator_output), contextlib.redirect_stderr(calibrator_output):
         if console is None:
             summary = quantize_artifact(artifact, QuantizeOptions(auto=True))
         else:
