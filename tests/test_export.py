@@ -154,3 +154,20 @@ def test_killed_export_leaves_previous_artifact_loadable(tmp_path):
                                 "history_lengths": np.array([2], dtype=np.int64),
                                 "candidate_ids": np.array([[5]], dtype=np.int64)})[0]
     assert np.isfinite(scores).all()
+
+
+def test_large_weights_go_to_external_data(tmp_path, monkeypatch):
+    from attn_export import exporter
+    from attn_runtime import Scorer
+
+    monkeypatch.setattr(exporter, "EXTERNAL_DATA_THRESHOLD_BYTES", 1024)
+    torch.manual_seed(0)
+    model = TargetAttentionRanker(RankerConfig(vocab_size=500, embed_dim=16)).eval()
+    result = export_ranker(model, tmp_path / "art", data=None)
+
+    assert "model.onnx.data" in result.manifest["files"]
+    assert (tmp_path / "art" / "model.onnx").stat().st_size < (tmp_path / "art" / "model.onnx.data").stat().st_size
+    scorer = Scorer.from_artifact(tmp_path / "art", variant="fp32")
+    scores = scorer.score(np.array([[4, 7, 0]]), np.array([2]), np.array([[1, 2, 3]]))
+    expected = model(torch.tensor([[4, 7, 0]]), torch.tensor([2]), torch.tensor([[1, 2, 3]])).detach().numpy()
+    np.testing.assert_allclose(scores, expected, atol=1e-5, rtol=0)
