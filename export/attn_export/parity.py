@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from attn_models.metrics import binary_auc
+
 __all__ = [
     "NEAR_TIE",
     "OutputRecord",
@@ -134,21 +136,7 @@ def _top_k_matches(ref: np.ndarray, cand: np.ndarray, k: int, near_tie: float) -
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     """Rank AUC over all (positive, negative) pairs, ties counted as half; None without both classes."""
-    labels = labels.ravel() > 0.5
-    scores = scores.ravel().astype(np.float64)
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
-        return None
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    # Average ranks over tied groups.
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(scores)]])
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+    return binary_auc((labels.ravel() > 0.5).astype(np.float64), scores.ravel().astype(np.float64))
 
 
 def compare_rankings(
