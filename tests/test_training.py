@@ -142,18 +142,13 @@ def movielens_dir() -> Path:
 
 @pytest.mark.movielens
 def test_movielens_slice_beats_popularity(movielens_dir):
-    dataset = load_movielens(movielens_dir, max_users=150)
+    dataset = load_movielens(movielens_dir, max_users=300)
     ranker_config = RankerConfig(vocab_size=dataset.vocab_size, embed_dim=16, mlp_hidden=(32,))
-    config = TrainConfig(
-        epochs=3,
-        batch_size=256,
-        lr=1e-2,
-        max_seq_len=20,
-        max_train_examples=8000,
-        threads=2,
-        eval_num_negatives=100,
-    )
+    config = TrainConfig(epochs=6, batch_size=256, max_seq_len=20, threads=1, eval_num_negatives=100)
     result = train_ranker(dataset, ranker_config, config)
+    evaluation = result.evaluation
 
-    assert result.evaluation.num_requests == 150
-    assert result.evaluation.model_auc > result.evaluation.popularity_auc
+    assert evaluation.num_requests == 300
+    # Measured with torch 2.13 CPU: model AUC 0.835, GAUC 0.816, popularity 0.777 for both.
+    assert evaluation.model_auc > evaluation.popularity_auc + 0.02
+    assert evaluation.model_gauc > evaluation.popularity_gauc

