@@ -10,7 +10,7 @@ from attn_models.data.sequences import SequenceDataset
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["auc", "gauc", "item_counts", "popularity_scores"]
+__all__ = ["auc", "binary_auc", "gauc", "item_counts", "popularity_scores"]
 
 
 def check_labels_scores(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +51,11 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """AUC of flat float64 arrays, or None when labels contain a single class."""
+    """Compute AUC of flat arrays without input checks, or None for a single class.
+
+    labels must contain only 0.0 and 1.0 and scores must be finite. auc() checks both
+    and raises instead of returning None.
+    """
     num_positive = float(labels.sum())
     num_negative = float(labels.size - num_positive)
     if num_positive == 0 or num_negative == 0:

@@ -227,8 +227,8 @@ def pad_histories(
 
     Returns:
         (history_ids int64 [batch, seq_len], history_lengths int64 [batch]). seq_len is
-        the longest kept history, but at least 1, so that a batch of empty histories
-        is still a valid [batch, 1] input of padding.
+        the longest history after truncation, but at least 1, so that a batch of empty
+        histories is still a valid [batch, 1] input of padding.
 
     Raises:
         ValueError: if max_seq_len < 1, a history is not 1-D, or a history contains an
@@ -240,7 +240,7 @@ def pad_histories(
             "Pass None to keep whole histories."
         )
 
-    kept: list[np.ndarray] = []
+    truncated: list[np.ndarray] = []
     for index, history in enumerate(histories):
         array = np.asarray(history, dtype=np.int64)
         if array.ndim != 1:
@@ -256,11 +256,11 @@ def pad_histories(
             )
         if max_seq_len is not None:
             array = array[-max_seq_len:]
-        kept.append(array)
+        truncated.append(array)
 
-    lengths = np.asarray([array.size for array in kept], dtype=np.int64)  # [batch]
-    seq_len = max(1, int(lengths.max())) if kept else 1
-    ids = np.full((len(kept), seq_len), PADDING_ID, dtype=np.int64)  # [batch, seq_len]
-    for row, array in enumerate(kept):
+    lengths = np.asarray([array.size for array in truncated], dtype=np.int64)  # [batch]
+    seq_len = max(1, int(lengths.max())) if truncated else 1
+    ids = np.full((len(truncated), seq_len), PADDING_ID, dtype=np.int64)  # [batch, seq_len]
+    for row, array in enumerate(truncated):
         ids[row, : array.size] = array
     return ids, lengths
