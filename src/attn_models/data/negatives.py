@@ -27,14 +27,12 @@ class UserItemSet:
     def __init__(self, sequences: Sequence[np.ndarray], num_items: int) -> None:
         self.num_items = num_items
         self.vocab_size = num_items + 1
-        keys = [
-            row * self.vocab_size + np.unique(np.asarray(seq, dtype=np.int64))
-            for row, seq in enumerate(sequences)
-        ]
+        distinct_items = [np.unique(np.asarray(seq, dtype=np.int64)) for seq in sequences]
+        keys = [row * self.vocab_size + items for row, items in enumerate(distinct_items)]
         self.keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
         self.keys.sort()
         self.distinct_counts = np.asarray(
-            [np.unique(np.asarray(seq)).size for seq in sequences], dtype=np.int64
+            [items.size for items in distinct_items], dtype=np.int64
         )  # [num_users]
 
     def contains(self, user_rows: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
