@@ -71,9 +71,9 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Replace an existing 
 def train(
     data: DataOption = None,
     out: Annotated[Optional[Path], typer.Option(help="Checkpoint file to write. Default: runs/<data>/checkpoint.pt.")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs over the training examples.")] = 5,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs over the training examples.")] = 6,
     batch_size: Annotated[int, typer.Option(min=1, help="Training examples per optimizer step.")] = 256,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-2,
     embed_dim: Annotated[int, typer.Option(min=1, help="Item embedding width.")] = 32,
     attention: Annotated[str, typer.Option(help="Attention kind: dot, projected, multihead or din.")] = "multihead",
     heads: Annotated[int, typer.Option(min=1, help="Attention heads (multihead only).")] = 2,
@@ -163,7 +163,7 @@ def inspect(
 def build(
     data: DataOption = None,
     out: Annotated[Optional[Path], typer.Option(help="Artifact directory. Default: artifacts/default, or artifacts/movielens with --data.")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs when a model has to be trained.")] = 5,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs when a model has to be trained.")] = 6,
     retrain: Annotated[bool, typer.Option(help="Train even if a checkpoint for this data and config exists.")] = False,
     threads: Annotated[int, typer.Option(min=1, help="torch threads for training.")] = 2,
     optimize: Annotated[bool, typer.Option(help="Add the graph-optimized fp32 variant (as `attn-export optimize`).")] = True,
