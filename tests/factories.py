@@ -34,6 +34,22 @@ class MeanPool(torch.nn.Module):
         return (self.embedding(candidates) * pooled[:, None, :]).sum(-1)  # [batch, num_candidates]
 
 
+class FixedWidthHistory(torch.nn.Module):
+    """Exports fine at the sample width 7, but fails in PyTorch on any other seq_len."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(50, 4)
+
+    def forward(self, history, lengths, candidates):
+        history = history.reshape(-1, 7)  # [batch, 7]: only valid when seq_len divides evenly
+        return (self.embedding(candidates) * self.embedding(history).sum(1, keepdim=True)).sum(-1)
+
+
+def fixed_width():
+    return FixedWidthHistory().eval(), ranker_export_spec(50, None)
+
+
 def frozen():
     return FrozenCandidates().eval(), ranker_export_spec(50, None)
 

@@ -154,3 +154,45 @@ def test_build_main_job_on_movielens(movielens_path, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "parity PASS" in result.output
     assert (tmp_path / "artifacts" / "movielens" / "manifest.json").is_file()
+
+
+def test_export_corrupt_checkpoint_exits_3(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("garbage")
+    result = runner.invoke(app, ["export", "--checkpoint", str(bad), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 3
+    assert "Cannot load checkpoint" in result.output
+    assert "weights_only=False" not in result.output
+
+
+def test_export_model_failing_on_edge_case_exits_5(tmp_path):
+    result = runner.invoke(app, ["export", "--factory", "tests.factories:fixed_width", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 5
+    assert "PyTorch failed on parity case" in result.output
+    assert not (tmp_path / "a").exists()
+
+
+def test_build_refuses_non_artifact_directory(tmp_path):
+    target = tmp_path / "notes"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["build", "--out", str(target), "--no-optimize", "--no-quantize"])
+    assert result.exit_code == 6
+    assert "not an attn-export artifact" in result.output
+    assert (target / "keep.txt").read_text() == "mine"
+
+
+def test_verify_unknown_variant_exits_2(small_artifact):
+    result = runner.invoke(app, ["verify", str(small_artifact), "--variant", "nope"])
+    assert result.exit_code == 2
+    assert "available" in result.output
+
+
+def test_inspect_tampered_file_exits_6(small_artifact, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(small_artifact, copy)
+    (copy / "parity.json").write_text("{}")
+    result = runner.invoke(app, ["inspect", str(copy)])
+    assert result.exit_code == 6
+    assert "[batch, seq_len]" in result.output
+    assert "parity.json: sha256" in result.output

@@ -1,20 +1,21 @@
 """Artifact directories: manifest, checksums and atomic replacement.
 
 An artifact is built in a staging directory beside the target (same filesystem, so the final
-rename is atomic) and only then moved into place. Replacing an existing artifact takes two
-renames: the old directory moves to a backup name, the new one takes its place, the backup is
-deleted. A run killed before the swap leaves the old artifact untouched; a staging directory
-left behind is named `.NAME.staging-*` and is safe to delete.
+rename is atomic) and only then moved into place; an existing artifact is swapped with it in
+one renameat2 call on Linux. A run killed before the swap leaves the old artifact untouched.
+Its staging directory, `.NAME.staging-PID-*`, is deleted by the next run once PID is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -124,28 +125,75 @@ def _mirror_into_onnx(directory: Path, manifest: dict[str, Any]) -> None:
 
 
 def _make_staging(target: Path) -> Path:
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    _remove_stale_staging(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-{os.getpid()}-", dir=target.parent))
     os.chmod(staging, 0o755)  # mkdtemp creates 0700; an artifact is read by other users
     return staging
 
 
+def _remove_stale_staging(target: Path) -> None:
+    """Delete staging directories left by killed runs whose process no longer exists."""
+    for leftover in target.parent.glob(f".{target.name}.staging-*"):
+        pid_text = leftover.name.rsplit(".staging-", 1)[1].split("-", 1)[0]
+        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+            logger.info("Removing %s left by an interrupted run", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_RENAME_EXCHANGE = 2  # renameat2 flag from <linux/fs.h>
+_AT_FDCWD = -100
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one atomic step with Linux renameat2; False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    result = renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
+    return result == 0
+
+
 def _swap_into_place(staging: Path, target: Path, force: bool) -> None:
-    backup = None
-    if target.exists():
-        if not force:
-            raise ArtifactError(f"{target} already exists; pass --force to replace it.")
-        backup = target.parent / f".{target.name}.old-{os.getpid()}"
-        if backup.exists():
-            shutil.rmtree(backup)
-        os.rename(target, backup)
+    """Move `staging` to `target`.
+
+    Replacing an existing artifact uses renameat2(RENAME_EXCHANGE), so readers see either the old
+    or the new directory, never none. Where that call is unavailable (not Linux, or a filesystem
+    without it) two renames are used, and a kill between them leaves the old artifact at
+    `.NAME.old-PID` next to the target.
+    """
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if not force:
+        raise ArtifactError(f"{target} already exists; pass --force to replace it.")
+    if _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # `staging` now holds the old artifact
+        return
+    backup = target.parent / f".{target.name}.old-{os.getpid()}"
+    if backup.exists():
+        shutil.rmtree(backup)
+    os.rename(target, backup)
     try:
         os.rename(staging, target)
     except OSError:
-        if backup is not None:
-            os.rename(backup, target)
+        os.rename(backup, target)
         raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
+    shutil.rmtree(backup, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -42,6 +43,10 @@ def main(
     """Export target-attention rankers from PyTorch to verified ONNX artifacts for CPU serving."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not sys.stdout.isatty():
+        # rich reads COLUMNS when a Console is created; without a terminal it would use 80
+        # columns and cut table cells, so every command's console gets a wider default.
+        os.environ.setdefault("COLUMNS", "140")
 
 
 def _run(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,10 +132,29 @@ def verify(
     max_requests: Annotated[int, typer.Option(min=1, help="Held-out users used for the parity check.")] = 256,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-run the parity report of an artifact variant; exit code 5 when it fails."""
-    from .commands_core import render_parity
-    from .errors import VerifyError
-    from .pipeline import verify_artifact
+    """Re-run the check of an artifact variant; exit code 5 when it fails.
+
+    fp32 and optimized variants are compared with the PyTorch original at fp32 tolerances.
+    Quantized variants rerun their accuracy gate against the fp32 graph (AUC drop, top-10
+    overlap, Kendall tau, with the thresholds recorded in the manifest).
+    """
+    from .artifact import read_manifest
+    from .commands_core import render_gate, render_parity
+    from .errors import UsageError, VerifyError
+    from .pipeline import is_gated_variant, verify_artifact, verify_gated_variant
+
+    manifest = read_manifest(artifact)
+    if variant not in manifest["variants"]:
+        raise UsageError(f"Variant {variant!r} is not in {artifact}; available: {sorted(manifest['variants'])}.")
+    if is_gated_variant(manifest, variant):
+        gate = verify_gated_variant(artifact, variant, max_requests=max_requests)
+        if as_json:
+            typer.echo(json.dumps(gate, indent=2))
+        else:
+            render_gate(console, gate)
+        if not gate["passed"]:
+            raise VerifyError(f"Accuracy gate of variant {variant!r} failed: " + "; ".join(gate["failures"]))
+        return
 
     report = verify_artifact(artifact, variant=variant, max_requests=max_requests)
     if as_json:
@@ -147,8 +171,12 @@ def inspect(
     artifact: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Artifact directory.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Show an artifact's inputs, outputs, axes, opset, sizes, versions and parity summary."""
-    from .artifact import read_manifest
+    """Show an artifact's inputs, outputs, axes, opset, sizes, versions and parity summary.
+
+    Also checks every file against its sha256 in the manifest; exit code 6 when one is missing
+    or differs (the tables are still shown).
+    """
+    from .artifact import check_checksums, read_manifest
     from .commands_core import render_manifest
 
     manifest = read_manifest(artifact)
@@ -156,6 +184,9 @@ def inspect(
         typer.echo(json.dumps(manifest, indent=2))
     else:
         render_manifest(console, artifact, manifest)
+    check_checksums(artifact, manifest)
+    if not as_json:
+        console.print(f"files: all {len(manifest['files'])} match their sha256 in the manifest")
 
 
 @app.command()
@@ -166,18 +197,21 @@ def build(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs when a model has to be trained.")] = 6,
     retrain: Annotated[bool, typer.Option(help="Train even if a checkpoint for this data and config exists.")] = False,
     threads: Annotated[int, typer.Option(min=1, help="torch threads for training.")] = 2,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out even if it is not an attn-export artifact. An existing artifact is always replaced.")] = False,
     optimize: Annotated[bool, typer.Option(help="Add the graph-optimized fp32 variant (as `attn-export optimize`).")] = True,
     quantize: Annotated[bool, typer.Option(help="Add quantized variants and keep the fastest that passes the accuracy gate (as `attn-export quantize --auto`).")] = True,
     as_json: JsonOption = False,
 ) -> None:
     """The main job: train (or reuse) the default ranker, export, verify, optimize, quantize.
 
-    Overwrites the artifact at --out atomically: a failed run leaves the previous one in place.
+    The checkpoint is kept under ./runs/ (relative to the current directory) and reused by later
+    runs with the same data and settings. An existing artifact at --out is replaced only when the
+    run succeeds; a directory that is not an artifact is left alone unless --force is given.
     """
     from .commands_core import build_main
 
     result = build_main(data, out, epochs, retrain, threads, console=None if as_json else console,
-                        optimize=optimize, quantize=quantize)
+                        optimize=optimize, quantize=quantize, force=force)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import pickle
 import io
 import logging
 from pathlib import Path
@@ -13,7 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .errors import ModelLoadError, UsageError
+from .artifact import MANIFEST_NAME
+from .errors import ArtifactError, ModelLoadError, UsageError
 from .sources import DataSource
 
 __all__ = [
@@ -128,8 +130,15 @@ def export_model(
     if checkpoint is not None:
         try:
             model = load_checkpoint(checkpoint)
-        except (FileNotFoundError, ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"Cannot load checkpoint {checkpoint}: {exc}") from exc
+        except Exception as exc:  # torch.load raises UnpicklingError, EOFError, RuntimeError, ...
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, pickle.UnpicklingError):
+                # torch's own text suggests weights_only=False, which would run arbitrary code.
+                first_line = f"not a checkpoint that torch.load(weights_only=True) can read ({type(exc).__name__})"
+            raise ModelLoadError(
+                f"Cannot load checkpoint {checkpoint}: {first_line}. Pass a file written by "
+                "`attn-export train` or attn_models.save_checkpoint."
+            ) from exc
         data = DataSource.from_option(data_path)
         if data.kind == "movielens" and data.load().vocab_size > model.config.vocab_size:
             raise UsageError(f"--data {data_path} has more items than the checkpoint's vocab_size "
@@ -204,6 +213,20 @@ def _parity_tables(console: Console, parity: dict[str, Any]) -> None:
     console.print(f"parity {verdict}: max abs diff {parity['max_abs_diff']:.2e}")
 
 
+def render_gate(console: Console, gate: dict[str, Any]) -> None:
+    metrics, thresholds = gate["metrics"], gate["thresholds"]
+    table = Table(title=f"Accuracy gate: {gate['variant']} vs fp32 ONNX on {metrics['requests']} held-out requests")
+    for column in ("metric", "value", "threshold"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    table.add_row("AUC drop", _fmt(metrics["auc_drop"], "+.5f"), f"<= {thresholds.get('max_auc_drop')}")
+    table.add_row("mean top-10 overlap", _fmt(metrics["mean_top_k_overlap"], ".4f"), f">= {thresholds.get('min_top_k_overlap')}")
+    table.add_row("mean Kendall tau", _fmt(metrics["mean_kendall_tau"], ".4f"), f">= {thresholds.get('min_kendall_tau')}")
+    table.add_row("near-tie pairs (reported, not counted)", str(metrics["near_tie_pairs"]), "")
+    console.print(table)
+    verdict = "[bold green]PASS[/]" if gate["passed"] else "[bold red]FAIL[/]: " + "; ".join(gate["failures"])
+    console.print(f"gate {verdict}")
+
+
 def _verdict(passed: bool) -> str:
     return "[green]pass[/]" if passed else "[red]FAIL[/]"
 
@@ -252,6 +275,7 @@ def build_main(
     console: Console | None,
     optimize: bool = True,
     quantize: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train or reuse the default ranker, export it with parity, add the faster variants, summarize."""
     from attn_models import read_checkpoint
@@ -260,6 +284,11 @@ def build_main(
     run_dir = _default_run_dir(data)
     checkpoint = run_dir / "checkpoint.pt"
     out = out or Path("artifacts") / ("movielens" if data.kind == "movielens" else "default")
+    if out.exists() and not force and not (out / MANIFEST_NAME).is_file():
+        raise ArtifactError(
+            f"{out} exists and is not an attn-export artifact (no {MANIFEST_NAME}); choose another --out, "
+            "or pass --force to replace it."
+        )
     train_fields = dict(epochs=epochs, threads=threads)
 
     training = None
@@ -307,16 +336,11 @@ def _optimize_step(artifact: Path, console: Console | None) -> dict[str, Any]:
 def _quantize_step(artifact: Path, console: Console | None) -> dict[str, Any]:
     from .quantize import QuantizeOptions, quantize_artifact
 
-    # onnxruntime's histogram calibrator prints its progress; keep it out of the tables (or the
-    # --json document) and out of stderr, which is for errors. Failures still raise.
-    calibrator_output = io.StringIO()
-    with contextlib.redirect_stdout(calibrator_output), contextlib.redirect_stderr(calibrator_output):
-        if console is None:
-            summary = quantize_artifact(artifact, QuantizeOptions(auto=True))
-        else:
-            with console.status("quantize and gate each scheme") as status:
-                summary = quantize_artifact(artifact, QuantizeOptions(auto=True), progress=lambda step: status.update(step))
-    logger.debug("Calibrator output:\n%s", calibrator_output.getvalue())
+    if console is None:
+        summary = quantize_artifact(artifact, QuantizeOptions(auto=True))
+    else:
+        with console.status("quantize and gate each scheme") as status:
+            summary = quantize_artifact(artifact, QuantizeOptions(auto=True), progress=lambda step: status.update(step))
     if console is None:
         return summary.to_dict()
     table = Table(title="Quantized variants (gate: AUC drop <= 0.002, top-10 overlap >= 0.95, Kendall tau >= 0.95)")

@@ -15,7 +15,7 @@ from attn_models import TargetAttentionRanker, save_checkpoint
 from attn_models.data import RankingRequests
 
 from .artifact import add_variant, check_checksums, read_manifest, staged_artifact, update_artifact, write_manifest
-from .errors import ExportError, VerifyError
+from .errors import ExportError, UsageError, VerifyError
 from .exporter import DEFAULT_OPSET, export_onnx
 from .manifest import new_manifest
 from .sources import REFERENCE_CHECKPOINT, DataSource, load_reference, requests_for_artifact, spec_for_ranker
@@ -127,7 +127,7 @@ def verify_artifact(
     manifest = read_manifest(artifact)
     check_checksums(artifact, manifest)
     if variant not in manifest["variants"]:
-        raise VerifyError(f"Variant {variant!r} not in {artifact}; available: {sorted(manifest['variants'])}.")
+        raise UsageError(f"Variant {variant!r} is not in {artifact}; available: {sorted(manifest['variants'])}.")
     model, spec = load_reference(artifact, manifest)
     tolerances = manifest.get("tolerances", {})
     requests = requests_for_artifact(manifest, max_users=max_requests)
@@ -141,6 +141,34 @@ def verify_artifact(
             updated["variants"]["fp32"]["passed"] = report.passed
             updated["variants"]["fp32"]["gate"] = _gate_summary(report, PARITY_FILE)
     return report
+
+
+def is_gated_variant(manifest: dict[str, Any], variant: str) -> bool:
+    """True for variants judged by the ranking gate (quantized ones), not by fp32 tolerances."""
+    return "thresholds" in manifest["variants"][variant].get("gate", {})
+
+
+def verify_gated_variant(artifact: str | Path, variant: str, max_requests: int = 256) -> dict[str, Any]:
+    """Re-run a quantized variant's accuracy gate against the fp32 graph on held-out requests.
+
+    Returns the gate metrics, the thresholds recorded in the manifest, and the failures.
+    """
+    from .gate import GateThresholds, check_gate, score_requests
+
+    artifact = Path(artifact)
+    manifest = read_manifest(artifact)
+    check_checksums(artifact, manifest)
+    recorded = manifest["variants"][variant]["gate"]["thresholds"]
+    thresholds = GateThresholds(**{k: v for k, v in recorded.items() if k in GateThresholds.__dataclass_fields__})
+    requests = requests_for_artifact(manifest, max_users=max_requests)
+    if requests is None:
+        raise VerifyError(f"Artifact {artifact} records no data source, so the gate of {variant!r} cannot be rerun.")
+    output = manifest["outputs"][0]["name"]
+    reference = score_requests(onnx_runner(make_session(artifact / manifest["variants"]["fp32"]["model_file"]), output), requests)
+    candidate = score_requests(onnx_runner(make_session(artifact / manifest["variants"][variant]["model_file"]), output), requests)
+    record, failures = check_gate(reference, candidate, requests.labels, thresholds)
+    return {"variant": variant, "passed": not failures, "metrics": record.to_dict(),
+            "thresholds": recorded, "failures": failures}
 
 
 def _gate_summary(report: ParityReport, report_file: str) -> dict[str, Any]:

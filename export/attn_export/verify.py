@@ -22,6 +22,7 @@ import torch
 
 from attn_models.data import RankingRequests
 
+from .errors import VerifyError
 from .parity import OutputRecord, RankingRecord, compare_output, compare_rankings
 from .spec import ExportSpec
 
@@ -115,6 +116,22 @@ def onnx_runner(session: ort.InferenceSession, output_name: str) -> Runner:
         return session.run([output_name], feeds)[0]
 
     return run
+
+
+def _guarded(run: Runner, engine: str, case: str) -> Runner:
+    """Wrap a runner so an engine failure names the engine, the case and the input shapes."""
+
+    def run_case(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        try:
+            return run(feeds)
+        except Exception as exc:  # any engine failure on valid inputs is a verification failure
+            shapes = ", ".join(f"{name} {list(value.shape)}" for name, value in feeds.items())
+            raise VerifyError(
+                f"{engine} failed on parity case '{case}' ({shapes}): {type(exc).__name__}: {exc}. "
+                "The model must accept every size of its dynamic axes; check code that assumes a fixed size."
+            ) from exc
+
+    return run_case
 
 
 def _edge_cases(spec: ExportSpec, rng: np.random.Generator) -> list[tuple[str, dict[str, np.ndarray]]]:
@@ -215,8 +232,8 @@ def verify_onnx(
         ref_scores, cand_scores = [], []
         for start in range(0, len(requests), HELDOUT_BATCH):
             feeds = requests.take(slice(start, start + HELDOUT_BATCH)).model_inputs()
-            ref_scores.append(reference(feeds))
-            cand_scores.append(candidate(feeds))
+            ref_scores.append(_guarded(reference, "PyTorch", "heldout")(feeds))
+            cand_scores.append(_guarded(candidate, "onnxruntime", "heldout")(feeds))
         ref_all, cand_all = np.concatenate(ref_scores), np.concatenate(cand_scores)
         report.outputs.append(compare_output("heldout", output, ref_all, cand_all, atol, rtol))
         report.rankings.append(compare_rankings("heldout", ref_all, cand_all, requests.labels, report.top_k))
@@ -225,19 +242,21 @@ def verify_onnx(
         if progress:
             progress("edge-case grid")
         for case, feeds in _edge_cases(spec, rng):
-            ref, cand = reference(feeds), candidate(feeds)
+            ref = _guarded(reference, "PyTorch", case)(feeds)
+            cand = _guarded(candidate, "onnxruntime", case)(feeds)
             report.outputs.append(compare_output(case, output, ref, cand, atol, rtol))
             if ref.shape[1] > 1:
                 report.rankings.append(compare_rankings(case, ref, cand, None, report.top_k))
         if progress:
             progress("graph properties")
-        report.properties.extend(_property_checks(candidate, spec, rng))
+        report.properties.extend(_property_checks(_guarded(candidate, "onnxruntime", "graph properties"), spec, rng))
     else:
         for index, sizes in enumerate(_custom_sizes(spec)):
             feeds = spec.sample_inputs(sizes, rng)
-            report.outputs.append(
-                compare_output(f"sample_{index}", output, reference(feeds), candidate(feeds), atol, rtol)
-            )
+            case = f"sample_{index}"
+            ref = _guarded(reference, "PyTorch", case)(feeds)
+            cand = _guarded(candidate, "onnxruntime", case)(feeds)
+            report.outputs.append(compare_output(case, output, ref, cand, atol, rtol))
     logger.info("Parity of %s: %s (max abs diff %.3g)", variant, "pass" if report.passed else "FAIL", report.max_abs_diff)
     return report
 
