@@ -10,13 +10,18 @@ strings and objects given for an integer input are rejected because a silent cas
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from attn_runtime.errors import InputError
 
-__all__ = ["to_array", "coerce_dtype"]
+__all__ = ["InputRole", "to_array", "coerce_dtype"]
+
+# Meaning of an integer input's values, used to name them in dtype error messages.
+InputRole = Literal["ids", "lengths", "values"]
+
+_KIND_NAMES = {"b": "bool", "f": "floating-point", "c": "complex", "U": "string", "S": "bytes", "O": "object"}
 
 
 def to_array(name: str, value: Any) -> np.ndarray:
@@ -37,8 +42,11 @@ def to_array(name: str, value: Any) -> np.ndarray:
         ) from error
 
 
-def coerce_dtype(name: str, array: np.ndarray, expected: np.dtype) -> np.ndarray:
+def coerce_dtype(name: str, array: np.ndarray, expected: np.dtype, *, role: InputRole = "values") -> np.ndarray:
     """Return `array` converted to `expected`, or raise if that would change a value.
+
+    `role` names what an integer input contains ("ids", "lengths" or "values") in the
+    error message.
 
     Raises:
         InputError: the conversion is not lossless. The message names the input, both
@@ -49,7 +57,7 @@ def coerce_dtype(name: str, array: np.ndarray, expected: np.dtype) -> np.ndarray
         return array
 
     if expected.kind in "iu":
-        return _coerce_integer(name, array, expected)
+        return _coerce_integer(name, array, expected, role)
     if expected.kind == "f" and received.kind == "f" and received.itemsize < expected.itemsize:
         return array.astype(expected)
 
@@ -60,16 +68,14 @@ def coerce_dtype(name: str, array: np.ndarray, expected: np.dtype) -> np.ndarray
     )
 
 
-def _coerce_integer(name: str, array: np.ndarray, expected: np.dtype) -> np.ndarray:
+def _coerce_integer(name: str, array: np.ndarray, expected: np.dtype, role: InputRole) -> np.ndarray:
     received = array.dtype
     if received.kind not in "iu":
-        kind = {"b": "bool", "f": "floating-point", "c": "complex", "U": "string", "S": "bytes", "O": "object"}.get(
-            received.kind, received.kind
-        )
+        kind = _KIND_NAMES.get(received.kind, received.kind)
+        described = f"dtype {received}" if kind == str(received) else f"{kind} dtype {received}"
         raise InputError(
-            f"Input {name!r} has {kind} dtype {received}, but the model expects integer ids of "
-            f"dtype {expected}. Build the array with dtype=np.{expected.name}. If the values "
-            f"are whole numbers stored as floats, convert with value.astype(np.{expected.name})."
+            f"Input {name!r} has {described}, but the model expects integer {role} of "
+            f"dtype {expected}. {_integer_hint(received, expected, role)}"
         )
 
     if np.can_cast(received, expected, casting="safe"):
@@ -86,3 +92,27 @@ def _coerce_integer(name: str, array: np.ndarray, expected: np.dtype) -> np.ndar
                 "Remove or remap the out-of-range values."
             )
     return array.astype(expected)
+
+
+def _integer_hint(received: np.dtype, expected: np.dtype, role: InputRole) -> str:
+    """Return the fix for a non-integer array given for an integer input of `role`."""
+    build = f"Build the array with dtype=np.{expected.name}."
+    if received.kind == "f":
+        return (
+            f"{build} If the {role} are whole numbers stored as floats, convert with "
+            f"value.astype(np.{expected.name}) after checking that no value has a fractional part."
+        )
+    if received.kind == "b":
+        return f"True and False are not {role}, so pass the {role} themselves in an array with dtype=np.{expected.name}."
+    if received.kind in "US":
+        mapping = " If the strings are item keys, map each key to its trained integer id." if role == "ids" else ""
+        return (
+            f"Strings are not converted implicitly.{mapping} If they are decimal numbers, parse "
+            f"them with value.astype(np.{expected.name})."
+        )
+    if received.kind == "O":
+        return (
+            "An object array usually means the values mix types or contain None. Replace the "
+            f"values that are not integers, then convert with np.asarray(value, dtype=np.{expected.name})."
+        )
+    return build

@@ -67,7 +67,12 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """One exported model variant (fp32, optimized, int8, ...) and its parity-gate result."""
+    """One exported model variant (fp32, optimized, int8, ...) and its parity-gate result.
+
+    `files` lists every artifact file the variant needs: its model file first, then the
+    other files of its manifest entry (such as its gate report), then `<model_file>.data`
+    external weights when the top-level files list them.
+    """
 
     name: str
     model_file: str
@@ -339,6 +344,11 @@ def _parse_variants(value: Any, files: Mapping[str, FileEntry], source: str) -> 
             _validate_relative_path(path, f"{where}.files entry", source)
         if model_file not in variant_files:
             variant_files = [model_file, *variant_files]
+        # attn-export writes large weights to `<model_file>.data` beside the model and lists
+        # that file only in the top-level files, but the variant cannot load without it.
+        external_data_file = f"{model_file}.data"
+        if external_data_file in files and external_data_file not in variant_files:
+            variant_files = [*variant_files, external_data_file]
 
         # Every file a variant loads must have a checksum, or verification would miss it.
         unlisted = [path for path in variant_files if path not in files]

@@ -62,4 +62,4 @@ def _row_to_array(name: str, row: Any) -> np.ndarray:
             f"{name} must be a flat list of ids, but received shape {array.shape}. "
             "Give one flat list of ids per user."
         )
-    return coerce_dtype(name, array, _ID_DTYPE)
+    return coerce_dtype(name, array, _ID_DTYPE, role="ids")

@@ -86,16 +86,19 @@ class Scorer:
         """Load the artifact directory `path` and open one variant on the CPU.
 
         variant: a variant name, or None for the manifest default (falling back to
-            "fp32" if the default failed its parity gate).
+            "fp32" if the default failed its parity gate or its files do not verify).
         config: onnxruntime session settings, SessionConfig() when None.
         allow_failed: load a variant that failed its parity gate.
-        verify_checksums: check the sha256 of every artifact file before loading.
+        verify_checksums: check the sha256 of every artifact file before loading. The
+            served variant's files must match the manifest. Other listed files that are
+            missing or changed are logged as warnings.
         padding_id_policy: what to do with the padding id in a real slot ("warn",
             "raise" or "ignore").
 
         Raises:
-            ArtifactError: the artifact is missing, invalid or corrupted, the variant
-                cannot be used, or onnxruntime cannot load it.
+            ArtifactError: the artifact is missing or invalid, a file of the served
+                variant is missing or corrupted, the variant cannot be used, or
+                onnxruntime cannot load it.
         """
         artifact = Artifact.load(path, verify_checksums=verify_checksums)
         spec = artifact.select_variant(variant, allow_failed=allow_failed)

@@ -38,7 +38,7 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 
-from attn_runtime.coercion import coerce_dtype, to_array
+from attn_runtime.coercion import InputRole, coerce_dtype, to_array
 from attn_runtime.errors import InputError, ScoringError
 from attn_runtime.manifest import Manifest, TensorSpec
 
@@ -98,6 +98,7 @@ class FeedValidator:
             )
         self._manifest = manifest
         self._specs = {spec.name: spec for spec in manifest.inputs}
+        self._roles = {name: _input_role(manifest, name) for name in self._specs}
         self._padding_id_policy = padding_id_policy
         self._padding_id_counter = _RepeatCounter()
 
@@ -118,7 +119,7 @@ class FeedValidator:
 
         arrays: dict[str, np.ndarray] = {}
         for name, spec in self._specs.items():
-            array = coerce_dtype(name, to_array(name, feeds[name]), spec.dtype)
+            array = coerce_dtype(name, to_array(name, feeds[name]), spec.dtype, role=self._roles[name])
             self._check_rank_and_static_dims(name, array, spec)
             arrays[name] = array
 
@@ -255,7 +256,9 @@ class FeedValidator:
         return cleared
 
     def _check_id_range(self, id_name: str, ids: np.ndarray, *, real_mask: np.ndarray | None) -> None:
-        slots = "real slots of " if real_mask is not None else ""
+        # Only inputs with a lengths input have padded slots that the caller can see. The
+        # ragged form's padded candidate slots are internal, so messages do not mention them.
+        slots = "real slots of " if self._manifest.id_inputs.get(id_name) is not None else ""
         checked = ids if real_mask is None else np.where(real_mask, ids, self._manifest.padding_id)
 
         negative = checked < 0
@@ -341,6 +344,14 @@ def check_outputs_finite(outputs: Mapping[str, np.ndarray], *, variant: str) -> 
             "defect, not a request error. Serve the fp32 variant, and re-export or report the "
             "artifact with these inputs."
         )
+
+
+def _input_role(manifest: Manifest, name: str) -> InputRole:
+    if name in manifest.id_inputs:
+        return "ids"
+    if name in manifest.lengths_inputs:
+        return "lengths"
+    return "values"
 
 
 def _real_slot_mask(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:

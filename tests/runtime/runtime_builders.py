@@ -110,11 +110,17 @@ def sha256_hex(path: Path) -> str:
 
 @dataclass
 class VariantPlan:
-    """Plan for one variant: its model, its gate result and whether its weights are external data."""
+    """Plan for one variant: its model, its gate result and where its weights are stored.
+
+    With `external_data`, the weights go to `weights/<name>.onnx.data`, listed in the
+    variant's files. Adding `data_beside_model` writes them to `<name>.onnx.data` next to
+    the model and lists that file only in the top-level files, as attn-export does.
+    """
 
     model: onnx.ModelProto
     passed: bool = True
     external_data: bool = False
+    data_beside_model: bool = False
 
 
 @dataclass
@@ -157,8 +163,8 @@ def write_artifact(
         model_file = f"{name}.onnx"
         files = [model_file]
         if plan.external_data:
-            data_file = f"weights/{name}.onnx.data"
-            (directory / "weights").mkdir(exist_ok=True)
+            data_file = f"{model_file}.data" if plan.data_beside_model else f"weights/{name}.onnx.data"
+            (directory / data_file).parent.mkdir(exist_ok=True)
             onnx.save_model(
                 plan.model,
                 str(directory / model_file),
@@ -167,7 +173,8 @@ def write_artifact(
                 location=data_file,
                 size_threshold=1024,  # only the embedding table; shape constants stay inline
             )
-            files.append(data_file)
+            if not plan.data_beside_model:
+                files.append(data_file)
         else:
             onnx.save_model(plan.model, str(directory / model_file))
         variant_entries[name] = {

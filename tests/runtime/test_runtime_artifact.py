@@ -6,12 +6,21 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from attn_runtime import Artifact, ArtifactError, Scorer, load_manifest
 from attn_runtime.artifact import sha256_of_file
 
-from runtime_builders import BuiltArtifact, build_ranking_artifact
+from runtime_builders import (
+    BuiltArtifact,
+    VariantPlan,
+    build_ranking_artifact,
+    build_ranking_model,
+    make_table,
+    reference_scores,
+    write_artifact,
+)
 
 
 def test_missing_directory_is_rejected(tmp_path: Path) -> None:
@@ -77,20 +86,50 @@ def test_path_outside_artifact_is_rejected(fresh_artifact: BuiltArtifact) -> Non
     assert "../outside.txt" in str(caught.value)
 
 
+def _corrupt(path: Path) -> None:
+    """Append a zero byte, which changes the file's sha256."""
+    with path.open("ab") as handle:
+        handle.write(b"\0")
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+
+
 def test_checksum_mismatch_names_file_and_hashes(fresh_artifact: BuiltArtifact) -> None:
     model_path = fresh_artifact.path / "optimized.onnx"
     expected = fresh_artifact.manifest["files"]["optimized.onnx"]["sha256"]
-    with model_path.open("ab") as handle:
-        handle.write(b"\0")
+    _corrupt(model_path)
     actual = sha256_of_file(model_path)
 
+    artifact = Artifact.load(fresh_artifact.path)
+    assert set(artifact.file_problems) == {"optimized.onnx"}
     with pytest.raises(ArtifactError) as caught:
-        Artifact.load(fresh_artifact.path)
+        artifact.select_variant("optimized")
     message = str(caught.value)
+    assert "Variant 'optimized'" in message
     assert "'optimized.onnx'" in message
     assert expected in message
     assert actual in message
     assert "re-export the artifact or restore the file" in message.lower()
+    assert "fp32" in message
+
+
+def test_corrupt_served_file_is_rejected(fresh_artifact: BuiltArtifact) -> None:
+    _corrupt(fresh_artifact.path / "fp32.onnx")
+    with pytest.raises(ArtifactError) as caught:
+        Scorer.from_artifact(fresh_artifact.path, variant="fp32")
+    message = str(caught.value)
+    assert "'fp32.onnx' was changed or corrupted" in message
+    assert "cannot be served" in message
+
+
+def test_corrupt_failed_variant_rejected_with_allow_failed(fresh_artifact: BuiltArtifact) -> None:
+    _corrupt(fresh_artifact.path / "int8.onnx")
+    artifact = Artifact.load(fresh_artifact.path)
+    with pytest.raises(ArtifactError) as caught:
+        artifact.select_variant("int8", allow_failed=True)
+    assert "'int8.onnx' was changed or corrupted" in str(caught.value)
 
 
 def test_checksum_mismatch_in_subfolder_file(tmp_path: Path) -> None:
@@ -98,18 +137,101 @@ def test_checksum_mismatch_in_subfolder_file(tmp_path: Path) -> None:
     data_path = built.path / "weights" / "fp32.onnx.data"
     data_path.write_bytes(data_path.read_bytes()[::-1])
     with pytest.raises(ArtifactError) as caught:
-        Artifact.load(built.path)
+        Scorer.from_artifact(built.path, variant="fp32")
     assert "'weights/fp32.onnx.data'" in str(caught.value)
 
 
-def test_missing_file_is_rejected(fresh_artifact: BuiltArtifact) -> None:
-    (fresh_artifact.path / "parity.json").unlink()
+def test_external_data_beside_model_is_verified(tmp_path: Path) -> None:
+    table = make_table()
+    model = build_ranking_model(table)
+    plans = {"fp32": VariantPlan(model=model, external_data=True, data_beside_model=True)}
+    written = write_artifact(tmp_path, plans, default_variant="fp32")
+    assert written["variants"]["fp32"]["files"] == ["fp32.onnx"]
+    assert "fp32.onnx.data" in written["files"]
+    assert load_manifest(tmp_path).variants["fp32"].files == ("fp32.onnx", "fp32.onnx.data")
+
+    history_ids = np.array([[3, 5, 0]], dtype=np.int64)
+    history_lengths = np.array([2], dtype=np.int64)
+    candidate_ids = np.array([[1, 2]], dtype=np.int64)
+    scores = Scorer.from_artifact(tmp_path).score(history_ids, history_lengths, candidate_ids)
+    expected = reference_scores(table, history_ids, history_lengths, candidate_ids)
+    np.testing.assert_allclose(scores, expected, atol=1e-5, rtol=0)
+
+    _corrupt(tmp_path / "fp32.onnx.data")
     with pytest.raises(ArtifactError) as caught:
-        Artifact.load(fresh_artifact.path)
+        Scorer.from_artifact(tmp_path)
+    assert "'fp32.onnx.data' was changed or corrupted" in str(caught.value)
+
+
+def test_missing_file_is_rejected(fresh_artifact: BuiltArtifact) -> None:
+    (fresh_artifact.path / "fp32.onnx").unlink()
+    with pytest.raises(ArtifactError) as caught:
+        Scorer.from_artifact(fresh_artifact.path, variant="fp32")
     message = str(caught.value)
-    assert "'parity.json' is missing" in message
-    assert fresh_artifact.manifest["files"]["parity.json"]["sha256"] in message
+    assert "'fp32.onnx' is missing" in message
+    assert fresh_artifact.manifest["files"]["fp32.onnx"]["sha256"] in message
     assert "restore the file" in message
+
+
+def test_unused_variant_file_deleted_warns(
+    fresh_artifact: BuiltArtifact, caplog: pytest.LogCaptureFixture
+) -> None:
+    (fresh_artifact.path / "int8.onnx").unlink()
+    with caplog.at_level(logging.WARNING, logger="attn_runtime.artifact"):
+        scorer = Scorer.from_artifact(fresh_artifact.path, variant="fp32")
+    assert scorer.variant == "fp32"
+
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1
+    assert "'int8.onnx' is missing" in warnings[0]
+    assert "Serving variant 'fp32'" in warnings[0]
+    assert "Variant(s) int8 cannot be served" in warnings[0]
+
+    history_ids = np.array([[3, 5, 9]], dtype=np.int64)
+    history_lengths = np.array([3], dtype=np.int64)
+    candidate_ids = np.array([[1, 2, 4]], dtype=np.int64)
+    scores = scorer.score(history_ids, history_lengths, candidate_ids)
+    expected = reference_scores(fresh_artifact.table, history_ids, history_lengths, candidate_ids)
+    np.testing.assert_allclose(scores, expected, atol=1e-5, rtol=0)
+
+
+def test_unused_file_changed_warns(fresh_artifact: BuiltArtifact, caplog: pytest.LogCaptureFixture) -> None:
+    (fresh_artifact.path / "parity.json").write_text("changed")
+    with caplog.at_level(logging.WARNING, logger="attn_runtime.artifact"):
+        scorer = Scorer.from_artifact(fresh_artifact.path)
+    assert scorer.variant == "optimized"
+
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1
+    assert "'parity.json' was changed or corrupted" in warnings[0]
+    assert "No variant loads it" in warnings[0]
+
+
+def test_default_file_corrupt_falls_back_to_fp32(
+    fresh_artifact: BuiltArtifact, caplog: pytest.LogCaptureFixture
+) -> None:
+    _corrupt(fresh_artifact.path / "optimized.onnx")
+    with caplog.at_level(logging.WARNING, logger="attn_runtime.artifact"):
+        scorer = Scorer.from_artifact(fresh_artifact.path)
+    assert scorer.variant == "fp32"
+
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1
+    assert warnings[0].startswith("Default variant 'optimized'")
+    assert "'optimized.onnx' was changed or corrupted" in warnings[0]
+    assert "'fp32' is served instead" in warnings[0]
+
+
+def test_default_and_fp32_corrupt_rejected(fresh_artifact: BuiltArtifact) -> None:
+    _corrupt(fresh_artifact.path / "optimized.onnx")
+    (fresh_artifact.path / "fp32.onnx").unlink()
+    with pytest.raises(ArtifactError) as caught:
+        Scorer.from_artifact(fresh_artifact.path)
+    message = str(caught.value)
+    assert "no usable default" in message
+    assert "'optimized.onnx' was changed or corrupted" in message
+    assert "'fp32.onnx' is missing" in message
+    assert "optimized (passed, files missing or changed)" in message
 
 
 def test_checksum_skip_loads_modified_file(fresh_artifact: BuiltArtifact, caplog: pytest.LogCaptureFixture) -> None:

@@ -115,6 +115,8 @@ def test_ragged_error_maps_positions(ranking_scorer: Scorer) -> None:
         ranking_scorer.score(histories=[[1], [2]], candidates=[[3], [4, -1]])
     message = str(caught.value)
     assert "(1, 1) (value -1)" in message
+    assert "Ids in 'candidate_ids' must be >= 0" in message
+    assert "real slots" not in message
     assert "candidate_ids[i, j] is candidates[i][j]" in message
 
 

@@ -89,7 +89,19 @@ def test_float_ids_rejected(ranking_scorer: Scorer) -> None:
     message = str(caught.value)
     assert "'candidate_ids'" in message
     assert "floating-point" in message
+    assert "integer ids" in message
+    assert "whole numbers stored as floats" in message
     assert "astype(np.int64)" in message
+
+
+def test_float_lengths_called_lengths(ranking_scorer: Scorer) -> None:
+    with pytest.raises(InputError) as caught:
+        ranking_scorer.score(HISTORY_IDS, HISTORY_LENGTHS.astype(np.float64), CANDIDATE_IDS)
+    message = str(caught.value)
+    assert "'history_lengths'" in message
+    assert "integer lengths" in message
+    assert "ids" not in message
+    assert "If the lengths are whole numbers stored as floats" in message
 
 
 def test_bool_lengths_rejected(ranking_scorer: Scorer) -> None:
@@ -98,15 +110,32 @@ def test_bool_lengths_rejected(ranking_scorer: Scorer) -> None:
     message = str(caught.value)
     assert "'history_lengths'" in message
     assert "bool" in message
+    assert "integer lengths" in message
     assert "dtype=np.int64" in message
+    assert "floats" not in message
+    assert "ids" not in message
+
+
+def test_string_ids_rejected(ranking_scorer: Scorer) -> None:
+    with pytest.raises(InputError) as caught:
+        ranking_scorer.score(HISTORY_IDS, HISTORY_LENGTHS, CANDIDATE_IDS.astype(str))
+    message = str(caught.value)
+    assert "'candidate_ids'" in message
+    assert "string" in message
+    assert "item keys" in message
+    assert "astype(np.int64)" in message
+    assert "floats" not in message
 
 
 def test_object_ids_rejected(ranking_scorer: Scorer) -> None:
     candidates = np.array([["1", "2"], ["4", "6"], ["8", "10"]], dtype=object)
     with pytest.raises(InputError) as caught:
         ranking_scorer.score(HISTORY_IDS, HISTORY_LENGTHS, candidates)
-    assert "'candidate_ids'" in str(caught.value)
-    assert "object" in str(caught.value)
+    message = str(caught.value)
+    assert "'candidate_ids'" in message
+    assert "object" in message
+    assert "contain None" in message
+    assert "floats" not in message
 
 
 def test_ragged_nested_list_rejected(ranking_scorer: Scorer) -> None:
@@ -160,6 +189,7 @@ def test_negative_candidate_id_rejected(ranking_scorer: Scorer) -> None:
     message = str(caught.value)
     assert "'candidate_ids'" in message
     assert "(1, 1) (value -1)" in message
+    assert "Ids in 'candidate_ids' must be >= 0" in message
     assert "end of the embedding table" in message
     assert "Map unknown items" in message
 
@@ -171,6 +201,7 @@ def test_negative_history_id_rejected(ranking_scorer: Scorer) -> None:
         ranking_scorer.score(history, HISTORY_LENGTHS, CANDIDATE_IDS)
     assert "'history_ids'" in str(caught.value)
     assert "(0, 1) (value -3)" in str(caught.value)
+    assert "Ids in real slots of 'history_ids' must be >= 0" in str(caught.value)
 
 
 def test_id_at_vocab_size_rejected(ranking_scorer: Scorer) -> None:
