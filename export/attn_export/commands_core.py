@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import pickle
-import io
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 

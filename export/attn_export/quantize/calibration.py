@@ -7,9 +7,9 @@ the gate's re-quantizations (with more nodes excluded) reuse the same ranges.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -84,10 +84,15 @@ def calibrate(
     try:
         calibrator = create_calibrator(prepared, list(op_types), augmented_model_path=str(workdir / f"augmented_{method}.onnx"),
                                        calibrate_method=_method(method))
-        # The histogram calibrators print progress with print(); keep stdout clean for --json.
-        with contextlib.redirect_stdout(sys.stderr):
-            calibrator.collect_data(FeedReader(feeds))
-            tensors = calibrator.compute_data()
+        # onnxruntime's histogram calibrators report progress with print(). Capture it so that
+        # stdout stays clean for --json and stderr for errors, and keep it in the DEBUG log.
+        calibrator_output = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(calibrator_output), contextlib.redirect_stderr(calibrator_output):
+                calibrator.collect_data(FeedReader(feeds))
+                tensors = calibrator.compute_data()
+        finally:
+            _log_calibrator_output(method, calibrator_output.getvalue())
     except QuantizeError:
         raise
     except Exception as exc:  # onnxruntime's calibrators raise many exception types
@@ -97,6 +102,11 @@ def calibrate(
               for name, data in tensors.items()}
     logger.info("Calibrated %d tensors with %s on %d batches", len(ranges), method, len(feeds))
     return cache, ranges
+
+
+def _log_calibrator_output(method: str, output: str) -> None:
+    if output.strip():
+        logger.debug("onnxruntime calibrator output (%s):\n%s", method, output.rstrip())
 
 
 def check_ranges(ranges: dict[str, tuple[float, float]], limit: float = SENTINEL_MAGNITUDE) -> None:
