@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +248,36 @@ def test_runtime_loads_optimized_variant(exported):
     got = optimized.score(feeds["history_ids"], feeds["history_lengths"], feeds["candidate_ids"])
     expected = fp32.score(feeds["history_ids"], feeds["history_lengths"], feeds["candidate_ids"])
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+# Runs optimize_artifact in a child process that SIGKILLs itself once the parity checks start,
+# which is after the scratch directory holds the optimized graph.
+_KILLED_OPTIMIZE = """
+import os, signal, sys
+from attn_export.optimize import optimize_artifact
+
+def kill_at_parity(step):
+    if step.startswith("parity"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+optimize_artifact(sys.argv[1], max_requests=8, progress=kill_at_parity)
+"""
+
+
+def test_killed_optimize_leaves_no_scratch(exported, tmp_path):
+    folder = tmp_path / "artifacts"
+    artifact = folder / "artifact"
+    shutil.copytree(exported("dot"), artifact)
+    system_temp = tmp_path / "system_temp"
+    system_temp.mkdir()
+
+    result = subprocess.run([sys.executable, "-c", _KILLED_OPTIMIZE, str(artifact)],
+                            env={**os.environ, "TMPDIR": str(system_temp)}, capture_output=True, text=True,
+                            timeout=600)
+
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert sorted(path.name for path in folder.iterdir()) == ["artifact"]
+    leftovers = sorted(system_temp.glob("attn-optimize-*"))
+    assert len(leftovers) == 1, leftovers
+    assert (leftovers[0] / MODEL_FILE).is_file()
+    assert "optimized" not in read_manifest(artifact)["variants"]

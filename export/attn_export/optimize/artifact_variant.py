@@ -89,7 +89,9 @@ def optimize_artifact(
         )
     source = artifact / fp32["model_file"]
 
-    with tempfile.TemporaryDirectory(prefix="attn-optimize-", dir=artifact.parent) as scratch:
+    # Scratch files go to the system temp dir, not next to the artifact, because a run killed
+    # with SIGKILL cannot delete them and would leave them in the user's artifact folder.
+    with tempfile.TemporaryDirectory(prefix="attn-optimize-") as scratch:
         candidate_path = Path(scratch) / MODEL_FILE
         if progress:
             progress("optimize graph")
