@@ -315,6 +315,76 @@ def test_cli_bench_bad_options(two_variant_artifact, tmp_path):
     assert "tensorrt" in result.output
 
 
+def test_cli_bench_unknown_variant(two_variant_artifact, tmp_path):
+    from typer.testing import CliRunner
+
+    from attn_export.cli import app
+
+    out_dir = tmp_path / "out"
+    result = CliRunner().invoke(app, ["bench", str(two_variant_artifact), "--variants", "fp32,nope",
+                                      "--out", str(out_dir)])
+    assert result.exit_code == UsageError.exit_code, result.output
+    assert "--variants" in result.output
+    assert "'nope'" in result.output
+    assert "['fp32', 'optimized']" in result.output
+    assert "timing" not in result.output
+    assert not out_dir.exists()
+
+
+@pytest.mark.parametrize("case, content, problem", [
+    ("invalid JSON", '{"results": [', "is not valid JSON"),
+    ("JSON list", "[]", "has no 'results' list"),
+    ("no results", '{"schema": 1}', "has no 'results' list"),
+    ("row without fields", '{"results": [{"engine": "pytorch", "p50_ms": 1.0}]}', "results[0] has no ['variant'"),
+    ("zero latency", json.dumps({"results": [{"engine": "pytorch", "variant": "eager", "threads": 1, "batch": 1,
+                                              "seq_len": 20, "num_candidates": 1, "p50_ms": 0, "p99_ms": 1.0}]}),
+     "results[0].p50_ms is 0; expected a positive number"),
+])
+def test_cli_bench_invalid_compare(two_variant_artifact, tmp_path, case, content, problem):
+    from typer.testing import CliRunner
+
+    from attn_export.cli import app
+
+    old_report = tmp_path / "old.json"
+    old_report.write_text(content)
+    out_dir = tmp_path / "out"
+    result = CliRunner().invoke(app, ["bench", str(two_variant_artifact), "--compare", str(old_report),
+                                      "--out", str(out_dir)])
+    assert result.exit_code == UsageError.exit_code, (case, result.output)
+    assert "Invalid --compare file" in result.output, case
+    assert str(old_report) in result.output, case
+    assert problem in result.output, (case, result.output)
+    assert "timing" not in result.output, case
+    assert not out_dir.exists(), case
+
+
+def test_cli_bench_help_quotes_plot_extra():
+    from typer.testing import CliRunner
+
+    from attn_export.cli import app
+
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["bench", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "pip install 'attn-export[plot]'" in result.output
+
+
+def test_tables_keep_long_variant_names(tiny_report, capsys, monkeypatch):
+    from attn_export.cli_bench import _print_tables
+
+    monkeypatch.delenv("COLUMNS", raising=False)  # rich then assumes 80 columns for a pipe
+    report, out_dir = tiny_report
+    renamed = json.loads(json.dumps(report))
+    for row in renamed["results"]:
+        if row["variant"] == "optimized":
+            row["variant"] = "int8_static_percentile"
+    _print_tables(renamed, out_dir)
+    output = capsys.readouterr().out
+    latency_table, speedup_table = output.split("Speed-up over PyTorch eager")
+    assert "int8_static_percentile" in latency_table
+    assert "int8_static_percentile" in speedup_table
+    assert "…" not in output
+
+
 def test_cli_bench_missing_manifest(tmp_path):
     from typer.testing import CliRunner
 

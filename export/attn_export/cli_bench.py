@@ -40,6 +40,20 @@ def _parse_names(option: str, text: str | None, allowed: tuple[str, ...] | None 
     return names
 
 
+_BASELINE_HINT = "Pass a report.json written by `attn-export bench` (it is in that run's --out directory)."
+
+
+def _check_baseline(path: Path) -> None:
+    """Raise UsageError unless `path` is a benchmark report that --compare can use."""
+    from .bench.compare import read_baseline
+    from .errors import UsageError
+
+    try:
+        read_baseline(path)
+    except ValueError as exc:
+        raise UsageError(f"Invalid --compare file: {exc} {_BASELINE_HINT}") from exc
+
+
 def _print_tables(report: dict[str, Any], out_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -49,26 +63,47 @@ def _print_tables(report: dict[str, Any], out_dir: Path) -> None:
     console = Console()
     latency = Table(title="p50 latency (ms)")
     for column in ("threads", "batch", "seq_len", "candidates", "engine", "variant", "p50", "p99", "% peak"):
-        latency.add_column(column, justify="right")
+        latency.add_column(column, justify="right", no_wrap=column in ("variant", "p50", "p99"))
     for row in report["results"]:
         pct = f"{row['pct_peak']:.1f}" if row.get("pct_peak") is not None else "-"
         latency.add_row(str(row["threads"]), str(row["batch"]), str(row["seq_len"]), str(row["num_candidates"]),
                         row["engine"], row["variant"], f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}", pct)
-    console.print(latency)
+    tables = [latency]
     variants, rows = speedup_rows(report)
     if rows and variants:
         speedup = Table(title="Speed-up over PyTorch eager (PyTorch p50 / onnxruntime p50)")
-        for column in ("threads", "batch", "seq_len", "candidates", *variants):
+        for column in ("threads", "batch", "seq_len", "candidates"):
             speedup.add_column(column, justify="right")
+        for variant in variants:
+            speedup.add_column(variant, justify="right", no_wrap=True)
         for row in rows:
             speedup.add_row(*[str(v) for v in row[:4]], *[f"{r:.2f}x" if r is not None else "-" for r in row[5:]])
-        console.print(speedup)
+        tables.append(speedup)
+    _widen_for_pipes(console, tables)
+    for table in tables:
+        console.print(table)
     comparison = report.get("comparison")
     if comparison:
         console.print(f"Compared with {comparison['old_report']}: {comparison['regressions']} of "
                       f"{len(comparison['rows'])} matched points regressed beyond "
                       f"{comparison['threshold'] * 100:.0f} % at p50.")
     console.print(f"Report written to {out_dir}/report.md and report.json")
+
+
+def _widen_for_pipes(console, tables) -> None:
+    """Give a console that writes to a pipe or file the full width of the widest table.
+
+    rich assumes 80 columns when stdout is not a terminal and then shortens cells to "int8_...".
+    A terminal keeps its real width. There the no_wrap columns (variant names and latencies)
+    shrink only after the other columns have reached their minimum width.
+    """
+    from rich.measure import Measurement
+
+    if console.is_terminal:
+        return
+    unbounded = console.options.update_width(10_000)
+    widest = max(Measurement.get(console, unbounded, table).maximum for table in tables)
+    console.width = max(console.width, widest)
 
 
 def bench_command(
@@ -91,7 +126,8 @@ def bench_command(
     compare: Annotated[Optional[Path], typer.Option("--compare", exists=True, dir_okay=False, help="An earlier report.json; adds new/old latency ratios per matching point.")] = None,
     regression_threshold: Annotated[float, typer.Option("--regression-threshold", min=0.0, help="Fraction by which a p50 may exceed the earlier one before it is flagged (0.10 = 10 %).")] = 0.10,
     fail_on_regression: Annotated[bool, typer.Option("--fail-on-regression", help="Exit with the bench error code (9) when --compare flags a regression.")] = False,
-    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots (needs matplotlib: pip install attn-export[plot]).")] = True,
+    # typer renders help text as rich markup, so "[plot]" needs a backslash to stay visible.
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots (needs matplotlib: pip install 'attn-export\\[plot]').")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout instead of tables.")] = False,
 ) -> None:
     """Benchmark latency of PyTorch eager and every onnxruntime variant of ARTIFACT.
@@ -99,6 +135,7 @@ def bench_command(
     Each engine, variant and thread budget runs in its own process. Writes report.json,
     report.md (machine, versions, thread settings, latency and speed-up tables) and PNG plots.
     """
+    from .artifact import read_manifest
     from .bench import BenchOptions, TimingBudget, build_grid, run_benchmark, write_report
     from .bench.grid import parse_int_list
     from .bench.worker import ENGINES
@@ -112,10 +149,11 @@ def bench_command(
         grid_name = "custom"
     if min_seconds > max_seconds:
         raise UsageError(f"--min-seconds ({min_seconds}) must not exceed --max-seconds ({max_seconds}).")
+    manifest = read_manifest(artifact)
     options = BenchOptions(
         points=points,
         engines=_parse_names("--engines", engines, ENGINES),
-        variants=_parse_names("--variants", variants),
+        variants=_parse_names("--variants", variants, tuple(manifest.get("variants", {}))),
         threads=parse_int_list("--threads", threads),
         spinning=spinning,
         budget=TimingBudget(warmup_runs=warmup_runs, min_runs=min_runs, min_seconds=min_seconds, max_seconds=max_seconds),
@@ -123,14 +161,16 @@ def bench_command(
         measure_overhead=overhead,
         grid_name=grid_name,
     )
+    if compare is not None:
+        _check_baseline(compare)
     out_dir = out or default_out_dir(artifact)
     progress = None if as_json else (lambda step: typer.echo(f"timing {step}", err=True))
     report = run_benchmark(artifact, options, progress=progress)
     try:
         report = write_report(report, out_dir, compare_with=compare, regression_threshold=regression_threshold,
                               plots=plots)
-    except ValueError as exc:
-        raise UsageError(f"--compare {compare}: {exc}") from exc
+    except ValueError as exc:  # the --compare file changed during the timing run
+        raise UsageError(f"Invalid --compare file: {exc} {_BASELINE_HINT}") from exc
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:

@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
-from .report import markdown_table
+from .report import markdown_table, read_report
 
-__all__ = ["MATCH_FIELDS", "compare_reports", "render_comparison"]
+__all__ = ["MATCH_FIELDS", "LATENCY_FIELDS", "read_baseline", "compare_reports", "render_comparison"]
 
 logger = logging.getLogger(__name__)
 
 # A point of one report matches a point of the other when all these fields are equal.
 MATCH_FIELDS = ("engine", "variant", "threads", "batch", "seq_len", "num_candidates")
+# Latencies in milliseconds that the comparison divides by, so they must be positive numbers.
+LATENCY_FIELDS = ("p50_ms", "p99_ms")
+
+
+def read_baseline(path: str | Path) -> dict[str, Any]:
+    """Load an earlier report.json and check that `compare_reports` can use every result row.
+
+    Raises ValueError naming the file and the first problem: unreadable, invalid JSON, no
+    `results` list, a row without the match or latency fields, or a latency that is not positive.
+    """
+    report = read_report(path)
+    for index, row in enumerate(report["results"]):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} is not an attn-export benchmark report: results[{index}] is not an object.")
+        missing = [name for name in (*MATCH_FIELDS, *LATENCY_FIELDS) if name not in row]
+        if missing:
+            raise ValueError(f"{path} is not an attn-export benchmark report: results[{index}] has no {missing}.")
+        for name in LATENCY_FIELDS:
+            value = row[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{path}: results[{index}].{name} is {value!r}; expected a positive number of ms.")
+    return report
 
 
 def _index(report: dict[str, Any]) -> dict[tuple, dict[str, Any]]:

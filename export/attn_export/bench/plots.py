@@ -1,4 +1,4 @@
-"""PNG plots of a benchmark report; matplotlib is optional (`pip install attn-export[plot]`)."""
+"""PNG plots of a benchmark report; matplotlib is optional (`pip install 'attn-export[plot]'`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _load_pyplot():
     try:
         import matplotlib
     except ImportError:
-        logger.warning("matplotlib is not installed, so no plots were written; install it with `pip install attn-export[plot]`.")
+        logger.warning("matplotlib is not installed, so no plots were written; install it with `pip install 'attn-export[plot]'`.")
         return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -30,8 +30,18 @@ def write_json(report: dict[str, Any], out_dir: Path) -> Path:
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
-    """Load a report.json; ValueError when it is not a benchmark report."""
-    data = json.loads(Path(path).read_text())
+    """Load a report.json.
+
+    Raises ValueError when the file cannot be read, is not valid JSON, or has no `results` list.
+    """
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} cannot be read: {exc}.") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).") from exc
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         raise ValueError(f"{path} is not an attn-export benchmark report: it has no 'results' list.")
     return data

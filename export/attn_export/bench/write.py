@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .compare import compare_reports, render_comparison
+from .compare import compare_reports, read_baseline, render_comparison
 from .plots import write_plots
-from .report import REPORT_MD, read_report, render_markdown, write_json
+from .report import REPORT_MD, render_markdown, write_json
 
 __all__ = ["write_report"]
 
@@ -25,13 +25,14 @@ def write_report(
     """Write report.json, report.md and plots into `out_dir`; return the report with its comparison.
 
     With `compare_with` (an earlier report.json), `report["comparison"]` contains new/old ratios
-    and a table is added to report.md. Raises ValueError when that file is not a report.
+    and a table is added to report.md. Raises ValueError when that file is not a usable report
+    (see `compare.read_baseline`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     comparison_md = None
     if compare_with is not None:
-        report["comparison"] = compare_reports(report, read_report(compare_with), regression_threshold)
+        report["comparison"] = compare_reports(report, read_baseline(compare_with), regression_threshold)
         report["comparison"]["old_report"] = str(compare_with)
         comparison_md = render_comparison(report["comparison"])
     plot_names = write_plots(report, out_dir) if plots else []
