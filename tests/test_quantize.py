@@ -7,6 +7,7 @@ synthetic data, because accuracy gates mean little on random weights.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -26,13 +27,16 @@ from attn_export.quantize import (
     AUTO_SCHEMES,
     QuantizeOptions,
     StaticInt8,
+    VariantOutcome,
     attention_weight_tensors,
+    calibrate,
     calibration_feeds,
     compress_tables,
     prepare_for_quantization,
     quantize_artifact,
     quantize_rows_int8,
 )
+from attn_export.quantize.run import DEFAULT_MARGIN, choose_default
 from attn_export.sources import DataSource, requests_for_artifact
 from attn_models import RankerConfig, TargetAttentionRanker
 
@@ -380,3 +384,94 @@ def test_cli_unknown_scheme_exit_code(trained_artifact: Path):
     result = CliRunner().invoke(app, ["quantize", str(trained_artifact), "--scheme", "int3"])
     assert result.exit_code == QuantizeError.exit_code
     assert "int3" in result.stderr
+
+
+def test_calibrator_output_only_in_debug_log(trained_artifact: Path, tmp_path: Path, capfd, caplog):
+    prepared_path = prepare_for_quantization(trained_artifact / "model.onnx", tmp_path / "prepared.onnx")
+    requests = requests_for_artifact(read_manifest(trained_artifact), split="validation", max_users=32)
+    with caplog.at_level(logging.DEBUG, logger="attn_export.quantize.calibration"):
+        _, ranges = calibrate(prepared_path, calibration_feeds(requests), "percentile", ("MatMul", "Gemm"),
+                              tmp_path / "calibration")
+    captured = capfd.readouterr()
+    assert ranges
+    assert "Percentile" not in captured.out
+    assert "Percentile" not in captured.err
+    assert "Collecting tensor data" not in captured.err
+    assert "Percentile : (" in caplog.text
+    assert "Collecting tensor data and making histogram" in caplog.text
+
+
+# --- choice of the default variant --------------------------------------------------------------
+
+
+def _outcome(name: str, passed: bool, p50_ms: float | None) -> VariantOutcome:
+    return VariantOutcome(name, "test variant", passed, f"model_{name}.onnx", 1000, 0.5, p50_ms, None, {})
+
+
+def _manifest_with(default: str, default_passed: bool = True) -> dict:
+    return {"default_variant": default,
+            "variants": {"fp32": {"passed": True}, default: {"passed": default_passed}}}
+
+
+@pytest.mark.parametrize("case, outcomes, latencies, default_passed, expected, reason_parts", [
+    ("not faster by the margin", [_outcome("int8_rows", True, 0.99)], {"fp32": 1.3, "optimized": 1.0}, True,
+     None, [f"at least {DEFAULT_MARGIN:.0%} faster", "current default optimized (p50 1.000 ms)"]),
+    ("faster by the margin", [_outcome("int8_rows", True, 0.9)], {"fp32": 1.3, "optimized": 1.0}, True,
+     "int8_rows", ["int8_rows (p50 0.900 ms)", "optimized (p50 1.000 ms)"]),
+    ("only failing variants", [_outcome("int8_rows", False, 0.5)], {"fp32": 1.3, "optimized": 1.0}, True,
+     None, ["no variant other than the current default optimized passed the gate"]),
+    ("current default failed", [_outcome("int8_rows", True, 0.99)], {"fp32": 1.3, "optimized": 1.0}, False,
+     "int8_rows", ["current default optimized was not timed or did not pass"]),
+    ("nothing passed", [_outcome("int8_rows", False, 0.5)], {"fp32": 1.3, "optimized": 1.0}, False,
+     None, ["no variant passed the gate"]),
+])
+def test_choose_default_reason(case, outcomes, latencies, default_passed, expected, reason_parts):
+    options = QuantizeOptions(auto=True)
+    default, reason = choose_default(options, outcomes, _manifest_with("optimized", default_passed), latencies,
+                                     "optimized")
+    assert default == expected, case
+    for part in reason_parts:
+        assert part in reason, (case, reason)
+
+
+def test_choose_default_without_auto():
+    default, reason = choose_default(QuantizeOptions(), [_outcome("int8_rows", True, 0.1)],
+                                     _manifest_with("fp32"), {"fp32": 1.0}, "fp32")
+    assert default is None
+    assert "--auto" in reason
+
+
+def _with_optimized_default(source: Path, target: Path) -> Path:
+    """Copy `source` and add an onnxruntime-optimized fp32 graph as its default variant "optimized"."""
+    from attn_export.artifact import add_variant, update_artifact
+
+    shutil.copytree(source, target)
+    with update_artifact(target) as (staging, manifest):
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        session_options.optimized_model_filepath = str(staging / "model.optimized.onnx")
+        ort.InferenceSession(str(staging / "model.onnx"), session_options, providers=["CPUExecutionProvider"])
+        add_variant(manifest, "optimized", "model.optimized.onnx", True, "onnxruntime extended fusions",
+                    make_default=True)
+    return target
+
+
+def test_cli_auto_explains_unchanged_default(trained_artifact: Path, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from attn_export.cli import app
+
+    target = _with_optimized_default(trained_artifact, tmp_path / "artifact")
+    assert read_manifest(target)["default_variant"] == "optimized"
+    # A Kendall tau above 1 is impossible, so the new variant fails the gate and the default stays.
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app, ["quantize", str(target), "--scheme", "int8_rows", "--auto", "--min-tau", "1.01", "--no-exclusion",
+              "--bench-runs", "10"])
+    assert result.exit_code == 0, result.output
+    assert "Default variant unchanged (optimized): no variant other than the current default optimized " \
+           "passed the gate." in result.stdout
+    optimized_rows = [line for line in result.stdout.splitlines() if "current default" in line and "│" in line]
+    assert len(optimized_rows) == 1, result.stdout
+    assert optimized_rows[0].split("│")[1].strip() == "optimized"
+    assert " ms" in optimized_rows[0]
+    assert read_manifest(target)["default_variant"] == "optimized"

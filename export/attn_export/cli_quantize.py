@@ -66,6 +66,10 @@ def quantize_command(
         table.add_column(column, justify="left" if column in ("variant", "gate") else "right",
                          no_wrap=column == "variant")
     table.add_row("fp32", _megabytes(summary.fp32_size_bytes), _ms(summary.fp32_p50_ms), "", "", "", "", "", "reference")
+    rebuilt = {outcome.name for outcome in summary.variants}
+    if summary.reference_variant not in ("fp32", *rebuilt) and summary.reference_p50_ms is not None:
+        table.add_row(summary.reference_variant, "", _ms(summary.reference_p50_ms), "", "", "", "", "",
+                      "current default")
     for outcome in summary.variants:
         if outcome.gate is None:
             table.add_row(outcome.name, "", "", "", "", "", "", "", f"[red]error[/]: {outcome.error}")
@@ -84,9 +88,9 @@ def quantize_command(
         )
     console.print(table)
     if summary.default_variant:
-        console.print(f"Default variant is now [bold]{summary.default_variant}[/].")
+        console.print(f"Default variant is now [bold]{summary.default_variant}[/]: {summary.default_reason}.")
     else:
-        console.print(f"Default variant unchanged ({summary.reference_variant}).")
+        console.print(f"Default variant unchanged ({summary.reference_variant}): {summary.default_reason}.")
 
 
 def _megabytes(size: int | None) -> str:

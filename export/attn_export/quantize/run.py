@@ -27,7 +27,8 @@ from .prepare import prepare_for_quantization
 from .schemes import SCHEME_NAMES, make_scheme
 from .timing import median_latencies_ms, representative_request
 
-__all__ = ["QuantizeOptions", "VariantOutcome", "QuantizeSummary", "quantize_artifact", "AUTO_SCHEMES"]
+__all__ = ["QuantizeOptions", "VariantOutcome", "QuantizeSummary", "quantize_artifact", "choose_default",
+           "AUTO_SCHEMES", "DEFAULT_MARGIN"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,14 @@ class VariantOutcome:
 
 @dataclass
 class QuantizeSummary:
+    """Result of `quantize_artifact`.
+
+    reference_variant / reference_p50_ms: the artifact's default before this run and its median
+      latency in ms (None when it was not timed).
+    default_variant: the new default, or None when the default is unchanged.
+    default_reason: why the default changed or stayed, as a sentence for people.
+    """
+
     artifact: Path
     fp32_size_bytes: int
     fp32_p50_ms: float | None
@@ -97,6 +106,7 @@ class QuantizeSummary:
     reference_p50_ms: float | None
     variants: list[VariantOutcome]
     default_variant: str | None
+    default_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +114,9 @@ class QuantizeSummary:
             "fp32_size_bytes": self.fp32_size_bytes,
             "fp32_p50_ms": self.fp32_p50_ms,
             "default_variant": self.default_variant,
+            "previous_default_variant": self.reference_variant,
+            "previous_default_p50_ms": self.reference_p50_ms,
+            "default_reason": self.default_reason,
             "variants": [
                 {"name": v.name, "passed": v.passed, "model_file": v.model_file, "size_bytes": v.size_bytes,
                  "size_ratio_to_fp32": v.size_ratio, "p50_ms": v.p50_ms, "error": v.error,
@@ -168,10 +181,12 @@ def quantize_artifact(artifact: str | Path, options: QuantizeOptions | None = No
     latencies = _time_variants(artifact, timed, gate_requests, options)
     for outcome in outcomes:
         outcome.p50_ms = latencies.get(outcome.name)
-    default = _choose_default(options, outcomes, manifest, latencies, current_default)
+    default, reason = choose_default(options, outcomes, manifest, latencies, current_default)
+    if default is None:
+        logger.info("Default variant of %s unchanged (%s): %s", artifact, current_default, reason)
     _record_timing(artifact, outcomes, default)
     return QuantizeSummary(artifact, fp32_path.stat().st_size, latencies.get("fp32"), current_default,
-                           latencies.get(current_default), outcomes, default)
+                           latencies.get(current_default), outcomes, default, reason)
 
 
 def _build_one(name, prepared, prepared_model, feeds, reference, options, workdir, fp32_bytes, raise_errors) -> VariantOutcome:
@@ -195,27 +210,50 @@ def _build_one(name, prepared, prepared_model, feeds, reference, options, workdi
                           result, scheme.options())
 
 
-def _choose_default(options, outcomes, manifest, latencies, current_default) -> str | None:
+def choose_default(
+    options: QuantizeOptions,
+    outcomes: Sequence[VariantOutcome],
+    manifest: dict[str, Any],
+    latencies: dict[str, float],
+    current_default: str,
+) -> tuple[str | None, str]:
+    """Pick the artifact's new default variant and return (new default, reason for people).
+
+    The new default is None when the default stays unchanged. --make-default wins if that variant
+    passed, else QuantizeError. With --auto, the fastest passing variant by median latency (ms)
+    replaces the current default only when it is at least DEFAULT_MARGIN faster. The current
+    default competes too while it is timed and recorded as passed, and a rebuilt default competes
+    with its new outcome.
+    """
     if options.make_default:
         chosen = next((o for o in outcomes if o.name == options.make_default), None)
         if chosen is None or not chosen.passed:
             raise QuantizeError(f"--make-default {options.make_default}: that variant was not built or did not "
                                 "pass the gate. The variants were recorded; the default variant is unchanged.")
-        return chosen.name
+        return chosen.name, f"{chosen.name} was requested with --make-default and passed the gate"
     if not options.auto:
-        return None
-    # The current default competes too: a quantized variant becomes the default only if faster.
+        return None, "neither --auto nor --make-default was given"
+
     contenders = {o.name: o.p50_ms for o in outcomes if o.passed and o.p50_ms is not None}
     rebuilt = {o.name for o in outcomes}
     if (current_default not in rebuilt and manifest["variants"].get(current_default, {}).get("passed")
             and current_default in latencies):
         contenders[current_default] = latencies[current_default]
     if not contenders:
-        return None
+        return None, "no variant passed the gate and was timed"
+    if list(contenders) == [current_default]:
+        return None, f"no variant other than the current default {current_default} passed the gate"
+
     fastest = min(contenders, key=contenders.get)
-    if current_default in contenders and contenders[fastest] > contenders[current_default] * (1 - DEFAULT_MARGIN):
-        return None
-    return fastest
+    if current_default not in contenders:
+        return fastest, (f"{fastest} is the fastest variant that passed the gate (p50 {contenders[fastest]:.3f} ms), "
+                         f"and the current default {current_default} was not timed or did not pass")
+    current_ms = contenders[current_default]
+    if contenders[fastest] > current_ms * (1 - DEFAULT_MARGIN):
+        return None, (f"no passing variant was at least {DEFAULT_MARGIN:.0%} faster than the current default "
+                      f"{current_default} (p50 {current_ms:.3f} ms)")
+    return fastest, (f"{fastest} (p50 {contenders[fastest]:.3f} ms) is at least {DEFAULT_MARGIN:.0%} faster "
+                     f"than the current default {current_default} (p50 {current_ms:.3f} ms)")
 
 
 def _time_variants(artifact: Path, names: list[str], gate_requests, options: QuantizeOptions) -> dict[str, float]:
