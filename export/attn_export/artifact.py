@@ -1,8 +1,8 @@
 """Artifact directories: manifest, checksums and atomic replacement.
 
-An artifact is built in a staging directory beside the target (same filesystem, so the final
-rename is atomic) and only then moved into place; an existing artifact is swapped with it in
-one renameat2 call on Linux. A run killed before the swap leaves the old artifact untouched.
+An artifact is built in a staging directory beside the target, on the same filesystem so the
+final rename is atomic, and only then moved into place. On Linux an existing artifact is
+swapped with it in one renameat2 call. A run killed before the swap leaves the old artifact untouched.
 Its staging directory, `.NAME.staging-PID-*`, is deleted by the next run once PID is gone.
 """
 
@@ -182,7 +182,7 @@ def _swap_into_place(staging: Path, target: Path, force: bool) -> None:
     if not force:
         raise ArtifactError(f"{target} already exists; pass --force to replace it.")
     if _exchange(staging, target):
-        shutil.rmtree(staging, ignore_errors=True)  # `staging` now holds the old artifact
+        shutil.rmtree(staging, ignore_errors=True)  # `staging` now contains the old artifact
         return
     backup = target.parent / f".{target.name}.old-{os.getpid()}"
     if backup.exists():

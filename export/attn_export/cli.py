@@ -1,9 +1,9 @@
 """The `attn-export` command line: train, export, verify, inspect and the `build` main job.
 
 Heavy imports (torch, onnx) happen inside the commands so `attn-export --help` starts fast.
-Every failure is an AttnExportError subclass; `_run` prints it to stderr and exits with that
-stage's exit code (2 usage, 3 load model, 4 export, 5 verify, 6 artifact, 7 optimize,
-8 quantize, 9 bench).
+Every failure is an AttnExportError subclass. `_run` prints it to stderr and exits with the
+stage's exit code: 2 usage, 3 load model, 4 export, 5 verify, 6 artifact, 7 optimize,
+8 quantize, 9 bench.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def main(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     if not sys.stdout.isatty():
-        # rich reads COLUMNS when a Console is created; without a terminal it would use 80
-        # columns and cut table cells, so every command's console gets a wider default.
+        # Without a terminal rich uses 80 columns and cuts table cells. It reads COLUMNS when a
+        # Console is created, so setting it here widens every command's console.
         os.environ.setdefault("COLUMNS", "140")
 
 
@@ -206,7 +206,7 @@ def build(
 
     The checkpoint is kept under ./runs/ (relative to the current directory) and reused by later
     runs with the same data and settings. An existing artifact at --out is replaced only when the
-    run succeeds; a directory that is not an artifact is left alone unless --force is given.
+    run succeeds. A directory that is not an artifact is left alone unless --force is given.
     """
     from .commands_core import build_main
 

@@ -16,7 +16,7 @@ DEFAULT_SAMPLE_SIZES = {"batch": 3, "seq_len": 7, "num_candidates": 5}
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One graph input or output. `shape` holds axis names (dynamic) or ints (static)."""
+    """One graph input or output. `shape` lists axis names (dynamic) or ints (static)."""
 
     name: str
     dtype: str

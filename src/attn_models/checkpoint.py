@@ -23,8 +23,8 @@ CHECKPOINT_FORMAT = "attn-models-checkpoint/1"
 def save_checkpoint(path: str | Path, model: TargetAttentionRanker, extra: dict[str, Any] | None = None) -> Path:
     """Write config and weights to `path` atomically (temporary file, then rename).
 
-    `extra` holds JSON-like metadata (for example training metrics); it must contain only
-    plain Python values so that `torch.load(weights_only=True)` can read it back.
+    `extra` is JSON-like metadata, for example training metrics. It must contain only plain
+    Python values so that `torch.load(weights_only=True)` can read it back.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ class RankerConfig:
       - "din": DIN's MLP attention unit over [q, k, q - k, q * k].
     positional: encoding added to the history embeddings. Position 0 is the most recent
       behaviour, so right-padding never shifts the position of a real item.
-    max_seq_len: the longest history the model accepts. Required by "learned" positions
+    max_seq_len: the maximum history length the model accepts. Required by "learned" positions
       (the size of the position table); None means unbounded.
     """
 
