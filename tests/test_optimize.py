@@ -18,9 +18,13 @@ import torch
 
 from attn_export.artifact import read_manifest
 from attn_export.optimize import MODEL_FILE, PARITY_FILE, optimize_artifact, optimize_onnx_file
+from attn_export.optimize.empty_history_gate import gate_values_by_history_presence
+from attn_export.optimize.gemm_flattening import flatten_matmul_add_to_gemm
 from attn_export.optimize.generic_passes import run_onnxscript_optimizer
+from attn_export.optimize.head_major_projections import project_into_head_major_layout
 from attn_export.optimize.mask_fill_to_bias import masked_fill_to_bias
 from attn_export.optimize.mask_to_values import move_mask_to_values
+from attn_export.optimize.output_projection_folding import fold_projection_into_concat_matmul
 from attn_export.optimize.query_key_folding import fold_query_key_product
 from attn_export.optimize.scale_folding import fold_attention_scale
 from attn_export.pipeline import export_ranker
@@ -151,6 +155,103 @@ def test_bias_then_mask_keeps_empty_history_zero(exported, tmp_path, vocab_size)
     assert diff <= 1e-6
 
 
+@pytest.mark.parametrize("kind", ["multihead", "projected", "self_attention"])
+def test_history_gate_parity(exported, kind, tmp_path, vocab_size):
+    """The gate replaces the per-slot value mask; empty histories in the requests must still match."""
+
+    def chain(graph):
+        masked_fill_to_bias(graph)
+        move_mask_to_values(graph)
+        return gate_values_by_history_presence(graph)
+
+    applied, diff = _rewrite_and_compare(exported(kind), chain, tmp_path, vocab_size)
+    assert applied >= 1
+    assert diff <= 1e-5
+
+
+def test_history_gate_without_bias_rewrite(exported, tmp_path, vocab_size):
+    """The exported Where fill is recognized too, not only the additive bias."""
+
+    def chain(graph):
+        move_mask_to_values(graph)
+        return gate_values_by_history_presence(graph)
+
+    applied, diff = _rewrite_and_compare(exported("multihead"), chain, tmp_path, vocab_size)
+    assert applied == 1
+    assert diff <= 1e-5
+
+
+def test_history_gate_skips_din(exported, tmp_path, vocab_size):
+    """DIN multiplies unnormalized logits by the mask, so the per-slot mask must stay."""
+
+    def chain(graph):
+        move_mask_to_values(graph)
+        return gate_values_by_history_presence(graph)
+
+    applied, _ = _rewrite_and_compare(exported("din"), chain, tmp_path, vocab_size)
+    assert applied == 0
+
+
+@pytest.mark.parametrize("kind", ["multihead", "self_attention"])
+def test_head_major_projections_parity(exported, kind, tmp_path, vocab_size):
+    applied, diff = _rewrite_and_compare(exported(kind), project_into_head_major_layout, tmp_path, vocab_size)
+    assert applied >= 3  # queries, keys and values of the target attention
+    assert diff <= 1e-5
+
+
+def test_head_major_projections_skip_single_head(exported, tmp_path, vocab_size):
+    applied, diff = _rewrite_and_compare(exported("projected"), project_into_head_major_layout, tmp_path, vocab_size)
+    assert applied == 0
+    assert diff == 0.0
+
+
+def test_output_projection_folding_parity(exported, tmp_path, vocab_size):
+    applied, diff = _rewrite_and_compare(exported("multihead"), fold_projection_into_concat_matmul,
+                                         tmp_path, vocab_size)
+    assert applied == 1
+    assert diff <= 1e-5
+
+
+def test_output_projection_folding_removes_concat(exported):
+    model = ir.load(exported("multihead") / "model.onnx")
+    run_onnxscript_optimizer(model)
+    before = [node.op_type for node in model.graph]
+    fold_projection_into_concat_matmul(model.graph)
+    run_onnxscript_optimizer(model)
+    after = [node.op_type for node in model.graph]
+    assert after.count("Concat") == before.count("Concat") - 1  # the head's [u; e_c]
+    assert after.count("MatMul") == before.count("MatMul")  # W_o W1_u and W1_e replace W_o and W1
+
+
+def test_output_projection_folding_skips_dot(exported, tmp_path, vocab_size):
+    """Plain dot attention has no projection before the head's Concat, so nothing is folded."""
+    applied, diff = _rewrite_and_compare(exported("dot"), fold_projection_into_concat_matmul, tmp_path, vocab_size)
+    assert applied == 0
+    assert diff == 0.0
+
+
+@pytest.mark.parametrize("kind", ["multihead", "dot", "din"])
+def test_gemm_flattening_parity(exported, kind, tmp_path, vocab_size):
+    applied, diff = _rewrite_and_compare(exported(kind), flatten_matmul_add_to_gemm, tmp_path, vocab_size)
+    assert applied >= 2  # SMALL's MLP head has a hidden layer and the output layer
+    assert diff <= 1e-5
+
+
+def test_head_rewrites_together_keep_empty_history(exported, tmp_path, vocab_size):
+    """Every new rewrite after the mask rewrites, as the pipeline runs them."""
+
+    def chain(graph):
+        applied = masked_fill_to_bias(graph) + move_mask_to_values(graph)
+        applied += gate_values_by_history_presence(graph)
+        applied += project_into_head_major_layout(graph)
+        applied += fold_projection_into_concat_matmul(graph)
+        return applied + flatten_matmul_add_to_gemm(graph)
+
+    applied, diff = _rewrite_and_compare(exported("multihead"), chain, tmp_path, vocab_size)
+    assert applied == 2 + 1 + 3 + 1 + 3
+    assert diff <= 1e-5
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_optimized_variant_passes(exported, kind, tmp_path):
     artifact = exported(kind)
@@ -180,7 +281,9 @@ def test_op_counts_reported(exported, tmp_path):
     for stage in report["stages"]:
         assert stage["nodes"] == sum(stage["op_counts"].values())
     assert report["attention_rewrites"] == {
-        "fold_attention_scale": 1, "fold_query_key_product": 0, "masked_fill_to_bias": 1, "move_mask_to_values": 1}
+        "fold_attention_scale": 1, "fold_query_key_product": 0, "masked_fill_to_bias": 1, "move_mask_to_values": 1,
+        "gate_values_by_history_presence": 1, "project_into_head_major_layout": 3,
+        "fold_projection_into_concat_matmul": 1, "flatten_matmul_add_to_gemm": 3}
     # The scale Mul and the weights-times-mask Mul are gone; the values-times-mask Mul is new.
     assert report["op_counts_after"]["Mul"] == report["op_counts_before"]["Mul"] - 1
     assert report["op_counts_after"]["Softmax"] == 1

@@ -10,11 +10,15 @@ from typing import Any, Callable
 import onnx_ir as ir
 
 from ..errors import OptimizeError
+from .empty_history_gate import gate_values_by_history_presence
+from .gemm_flattening import flatten_matmul_add_to_gemm
 from .generic_passes import run_onnxscript_optimizer, run_ort_fusions
 from .graph_tools import op_counts
+from .head_major_projections import project_into_head_major_layout
 from .mask_fill_to_bias import masked_fill_to_bias
 from .mask_to_values import move_mask_to_values
 from .ort_offline import OFFLINE_LEVEL, optimize_with_onnxruntime
+from .output_projection_folding import fold_projection_into_concat_matmul
 from .query_key_folding import fold_query_key_product
 from .scale_folding import fold_attention_scale
 
@@ -29,6 +33,10 @@ ATTENTION_REWRITES: tuple[tuple[str, Callable[[ir.Graph], int]], ...] = (
     ("fold_query_key_product", fold_query_key_product),
     ("masked_fill_to_bias", masked_fill_to_bias),
     ("move_mask_to_values", move_mask_to_values),
+    ("gate_values_by_history_presence", gate_values_by_history_presence),
+    ("project_into_head_major_layout", project_into_head_major_layout),
+    ("fold_projection_into_concat_matmul", fold_projection_into_concat_matmul),
+    ("flatten_matmul_add_to_gemm", flatten_matmul_add_to_gemm),
 )
 
 
