@@ -25,6 +25,7 @@ from attn_export.optimize.head_major_projections import project_into_head_major_
 from attn_export.optimize.mask_fill_to_bias import masked_fill_to_bias
 from attn_export.optimize.mask_to_values import move_mask_to_values
 from attn_export.optimize.output_projection_folding import fold_projection_into_concat_matmul
+from attn_export.optimize.position_table import tabulate_sinusoidal_positions
 from attn_export.optimize.query_key_folding import fold_query_key_product
 from attn_export.optimize.scale_folding import fold_attention_scale
 from attn_export.pipeline import export_ranker
@@ -155,6 +156,50 @@ def test_bias_then_mask_keeps_empty_history_zero(exported, tmp_path, vocab_size)
     assert diff <= 1e-6
 
 
+@pytest.mark.parametrize("kind", ["multihead", "din"])
+def test_position_table_parity(exported, kind, tmp_path, vocab_size):
+    applied, diff = _rewrite_and_compare(exported(kind), tabulate_sinusoidal_positions,
+                                         tmp_path, vocab_size)
+    assert applied == 1
+    assert diff <= 1e-5
+
+
+def test_position_table_odd_width(exported, tmp_path, vocab_size):
+    """An odd embed_dim slices the table's last column off after the Concat."""
+    applied, diff = _rewrite_and_compare(exported("multihead", embed_dim=15, num_heads=3),
+                                         tabulate_sinusoidal_positions, tmp_path, vocab_size)
+    assert applied == 1
+    assert diff <= 1e-5
+
+
+def test_position_table_lengths_above_seq_len(exported, tmp_path):
+    """Positions past seq_len still get their own encoding: the table grows with max(position)."""
+    artifact = exported("multihead")
+    model = ir.load(artifact / "model.onnx")
+    run_onnxscript_optimizer(model)
+    assert tabulate_sinusoidal_positions(model.graph) == 1
+    run_onnxscript_optimizer(model)
+    rewritten = tmp_path / "rewritten.onnx"
+    ir.save(model, rewritten)
+    reference = ort.InferenceSession(str(artifact / "model.onnx"), providers=["CPUExecutionProvider"])
+    candidate = ort.InferenceSession(str(rewritten), providers=["CPUExecutionProvider"])
+    feeds = {
+        "history_ids": np.arange(1, 13, dtype=np.int64).reshape(2, 6),
+        "history_lengths": np.asarray([40, 3], dtype=np.int64),
+        "candidate_ids": np.asarray([[7, 8, 9], [1, 2, 3]], dtype=np.int64),
+    }
+    expected = reference.run(["scores"], feeds)[0]
+    got = candidate.run(["scores"], feeds)[0]
+    assert np.abs(expected - got).max() <= 1e-5
+
+
+def test_position_table_skips_learned(exported, tmp_path, vocab_size):
+    applied, diff = _rewrite_and_compare(exported("multihead", positional="learned", max_seq_len=64), tabulate_sinusoidal_positions,
+                                         tmp_path, vocab_size)
+    assert applied == 0
+    assert diff == 0.0
+
+
 @pytest.mark.parametrize("kind", ["multihead", "projected", "self_attention"])
 def test_history_gate_parity(exported, kind, tmp_path, vocab_size):
     """The gate replaces the per-slot value mask; empty histories in the requests must still match."""
@@ -283,9 +328,11 @@ def test_op_counts_reported(exported, tmp_path):
     assert report["attention_rewrites"] == {
         "fold_attention_scale": 1, "fold_query_key_product": 0, "masked_fill_to_bias": 1, "move_mask_to_values": 1,
         "gate_values_by_history_presence": 1, "project_into_head_major_layout": 3,
-        "fold_projection_into_concat_matmul": 1, "flatten_matmul_add_to_gemm": 3}
-    # The scale Mul and the weights-times-mask Mul are gone; the values-times-mask Mul is new.
-    assert report["op_counts_after"]["Mul"] == report["op_counts_before"]["Mul"] - 1
+        "fold_projection_into_concat_matmul": 1, "flatten_matmul_add_to_gemm": 3,
+        "tabulate_sinusoidal_positions": 1}
+    # The scale Mul, the weights-times-mask Mul and the angle Mul (now a MatMul) are gone.
+    # The values-times-presence Mul is new.
+    assert report["op_counts_after"]["Mul"] == report["op_counts_before"]["Mul"] - 2
     assert report["op_counts_after"]["Softmax"] == 1
     assert report["embedding_gathers"] == {"item_embedding.weight": 2}
     assert report["bytes_after"] > 0

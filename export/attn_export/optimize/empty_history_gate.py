@@ -3,9 +3,9 @@
 After `move_mask_to_values` the graph computes `softmax(scores + bias) @ (V * mask^T)` with a
 per-slot mask [batch, (1,) seq_len, 1]. That Mul broadcasts along the innermost axis, which
 onnxruntime 1.32 runs far slower than a plain elementwise pass. The per-slot mask is redundant
-whenever the softmax input already carries a fill of at most MAX_FILL on padding slots: in a
-row with at least one real slot, exp(fill - max) underflows, so padding weights are 0 (onnxruntime
-1.32's Softmax returns exact zeros there) and masking V changes nothing. Only a row with no real slot
+whenever the softmax input already carries a fill of at most MAX_FILL on padding slots. In a
+row with at least one real slot, exp(fill - max) underflows, so padding weights are 0 and masking
+V changes nothing (onnxruntime 1.32's Softmax returns exact zeros there). Only a row with no real slot
 needs the mask, because its softmax spreads weight over padding. So V is multiplied by one
 number per row, `any(mask)` as [batch, 1, (1,) 1], which keeps empty histories at a zero interest
 vector and broadcasts as one scalar per contiguous block.

@@ -19,6 +19,7 @@ from .mask_fill_to_bias import masked_fill_to_bias
 from .mask_to_values import move_mask_to_values
 from .ort_offline import OFFLINE_LEVEL, optimize_with_onnxruntime
 from .output_projection_folding import fold_projection_into_concat_matmul
+from .position_table import tabulate_sinusoidal_positions
 from .query_key_folding import fold_query_key_product
 from .scale_folding import fold_attention_scale
 
@@ -27,7 +28,10 @@ __all__ = ["ATTENTION_REWRITES", "optimize_onnx_file", "embedding_gathers"]
 logger = logging.getLogger(__name__)
 
 # Order matters: the scale fold puts 1/sqrt(d) into W_k before W_q W_k^T is folded, and the
-# bias rewrite needs the trailing mask product that move_mask_to_values then moves onto V.
+# bias rewrite needs the trailing mask product that move_mask_to_values then moves onto V, where
+# the history gate replaces it. The head-major projections must follow the scale fold, which
+# looks for the key MatMul behind the exported Reshape/Transpose. The Gemm flattening reads the
+# MLP head that the output-projection fold leaves.
 ATTENTION_REWRITES: tuple[tuple[str, Callable[[ir.Graph], int]], ...] = (
     ("fold_attention_scale", fold_attention_scale),
     ("fold_query_key_product", fold_query_key_product),
@@ -37,6 +41,7 @@ ATTENTION_REWRITES: tuple[tuple[str, Callable[[ir.Graph], int]], ...] = (
     ("project_into_head_major_layout", project_into_head_major_layout),
     ("fold_projection_into_concat_matmul", fold_projection_into_concat_matmul),
     ("flatten_matmul_add_to_gemm", flatten_matmul_add_to_gemm),
+    ("tabulate_sinusoidal_positions", tabulate_sinusoidal_positions),
 )
 
 
