@@ -12,6 +12,11 @@ scores are finite and far smaller than 1e8, and the row maximum comes from a rea
 way, so every weight is unchanged. In a row with no real slot the weights may differ, but the
 trailing `* mask` (on the weights, or on the values after `move_mask_to_values`) zeroes them.
 The rewrite therefore requires that trailing mask product and applies only to this pattern.
+
+NOTE: the `s + bias` Add is still a full pass over the score tensor. Moving the bias into the
+score MatMul as an extra key column (queries get a column of ones) measured about 20% faster at
+seq_len 1000 x 1000 candidates but 8% slower at 1 candidate (onnxruntime 1.32, one thread), so it
+is not applied.
 """
 
 from __future__ import annotations
