@@ -103,12 +103,21 @@ def _flat_history(seq_len: int) -> dict[str, np.ndarray]:
 # --- every variant against fp32 and PyTorch -----------------------------------------------------
 
 
-def test_every_variant_passes_gate(quantized_artifact):
+# Dynamic int8 takes activation ranges per call over the whole batch, so a row's scores depend
+# on the other rows: these variants pass the ranking gate but must fail the contract check.
+BATCH_DEPENDENT = {"int8_dynamic", "int8_dynamic_rows"}
+
+
+def test_every_variant_passes_ranking_gate(quantized_artifact):
     _, summary = quantized_artifact
     assert [v.name for v in summary.variants] == list(AUTO_SCHEMES)
     for variant in summary.variants:
         metrics = variant.gate.to_dict()["metrics"]
-        assert variant.passed, (variant.name, variant.gate.failures)
+        if variant.name in BATCH_DEPENDENT:
+            assert not variant.passed, variant.name
+            assert any("rows_independent" in f for f in variant.gate.failures), variant.gate.failures
+        else:
+            assert variant.passed, (variant.name, variant.gate.failures)
         assert metrics["auc_drop"] <= THRESHOLDS.max_auc_drop, variant.name
         assert metrics["mean_top_k_overlap"] >= THRESHOLDS.min_top_k_overlap, variant.name
         assert metrics["mean_kendall_tau"] >= THRESHOLDS.min_kendall_tau, variant.name
@@ -129,12 +138,12 @@ def test_manifest_records_gate_and_files(quantized_artifact):
     manifest = read_manifest(path)
     for variant in summary.variants:
         entry = manifest["variants"][variant.name]
-        assert entry["passed"] is True
+        assert entry["passed"] is (variant.name not in BATCH_DEPENDENT)
         assert entry["gate"]["thresholds"] == THRESHOLDS.to_dict()
         assert entry["gate"]["p50_ms"] > 0
         assert (path / entry["model_file"]).is_file()
         report = json.loads((path / f"parity_{variant.name}.json").read_text())
-        assert report["passed"] is True
+        assert report["passed"] is (variant.name not in BATCH_DEPENDENT)
         assert f"parity_{variant.name}.json" in manifest["files"]
     static = manifest["variants"]["int8_static"]["gate"]["excluded_nodes"]
     assert {e["node"] for e in static} >= {"node_softmax", "node_masked_fill"}
@@ -160,7 +169,7 @@ def test_runtime_loads_every_variant(quantized_artifact):
     feeds = requests.model_inputs()
     reference = Scorer.from_artifact(path, variant="fp32").run(feeds)["scores"]
     for variant in summary.variants:
-        scorer = Scorer.from_artifact(path, variant=variant.name)
+        scorer = Scorer.from_artifact(path, variant=variant.name, allow_failed=variant.name in BATCH_DEPENDENT)
         assert scorer.variant == variant.name
         scores = scorer.run(feeds)["scores"]
         record = compare_rankings(variant.name, reference, scores, requests.labels)
@@ -370,9 +379,9 @@ def test_cli_quantize_table(trained_artifact: Path, tmp_path: Path):
     target = tmp_path / "artifact"
     shutil.copytree(trained_artifact, target)
     result = CliRunner(env={"COLUMNS": "200"}).invoke(
-        app, ["quantize", str(target), "--scheme", "int8_dynamic", "--bench-runs", "20"])
+        app, ["quantize", str(target), "--scheme", "int8_rows", "--bench-runs", "20"])
     assert result.exit_code == 0, result.output
-    assert "int8_dynamic" in result.stdout
+    assert "int8_rows" in result.stdout
     assert "pass" in result.stdout
 
 

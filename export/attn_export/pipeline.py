@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import onnx
 import torch
 
@@ -20,7 +21,7 @@ from .exporter import DEFAULT_OPSET, export_onnx
 from .manifest import new_manifest
 from .sources import REFERENCE_CHECKPOINT, DataSource, load_reference, requests_for_artifact, spec_for_ranker
 from .spec import ExportSpec
-from .verify import ParityReport, make_session, onnx_runner, torch_runner, verify_onnx
+from .verify import ParityReport, make_session, onnx_runner, property_checks, torch_runner, verify_onnx
 
 __all__ = ["ExportResult", "export_artifact", "export_ranker", "verify_artifact", "PARITY_FILE"]
 
@@ -167,6 +168,12 @@ def verify_gated_variant(artifact: str | Path, variant: str, max_requests: int =
     reference = score_requests(onnx_runner(make_session(artifact / manifest["variants"]["fp32"]["model_file"]), output), requests)
     candidate = score_requests(onnx_runner(make_session(artifact / manifest["variants"][variant]["model_file"]), output), requests)
     record, failures = check_gate(reference, candidate, requests.labels, thresholds)
+    _, spec = load_reference(artifact, manifest)
+    if spec.is_id_level:
+        session = make_session(artifact / manifest["variants"][variant]["model_file"])
+        for check in property_checks(onnx_runner(session, output), spec, np.random.default_rng(0)):
+            if not check.passed:
+                failures.append(f"contract property {check.name} broken: scores changed by {check.max_abs_diff:.3g}")
     return {"variant": variant, "passed": not failures, "metrics": record.to_dict(),
             "thresholds": recorded, "failures": failures}
 

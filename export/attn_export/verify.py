@@ -26,7 +26,7 @@ from .errors import VerifyError
 from .parity import OutputRecord, RankingRecord, compare_output, compare_rankings
 from .spec import ExportSpec
 
-__all__ = ["PropertyRecord", "ParityReport", "make_session", "torch_runner", "onnx_runner", "verify_onnx"]
+__all__ = ["PropertyRecord", "ParityReport", "make_session", "torch_runner", "onnx_runner", "property_checks", "verify_onnx"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,8 @@ def _pad_to(feeds: dict[str, np.ndarray], width: int, fill: np.ndarray | int = 0
     return {**feeds, "history_ids": np.ascontiguousarray(padded)}
 
 
-def _property_checks(run: Runner, spec: ExportSpec, rng: np.random.Generator) -> list[PropertyRecord]:
+def property_checks(run: Runner, spec: ExportSpec, rng: np.random.Generator) -> list[PropertyRecord]:
+    """Check the id-level contract on one engine: padding, padded-slot ids, permutation, rows."""
     vocab = spec.vocab_size or 2
     max_width = spec.max_seq_len or 64
     base_len = min(12, max_width)
@@ -249,7 +250,7 @@ def verify_onnx(
                 report.rankings.append(compare_rankings(case, ref, cand, None, report.top_k))
         if progress:
             progress("graph properties")
-        report.properties.extend(_property_checks(_guarded(candidate, "onnxruntime", "graph properties"), spec, rng))
+        report.properties.extend(property_checks(_guarded(candidate, "onnxruntime", "graph properties"), spec, rng))
     else:
         for index, sizes in enumerate(_custom_sizes(spec)):
             feeds = spec.sample_inputs(sizes, rng)

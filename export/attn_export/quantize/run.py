@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import onnx
 
 from ..artifact import add_variant, read_manifest, update_artifact
 from ..errors import QuantizeError
 from ..gate import GateReference, GateResult, GateThresholds, gate_variant
 from ..sources import load_reference, requests_for_artifact
-from ..verify import torch_runner
+from ..verify import make_session, onnx_runner, property_checks, torch_runner
 from .calibration import calibration_feeds
 from .prepare import prepare_for_quantization
 from .schemes import SCHEME_NAMES, make_scheme
@@ -171,7 +172,8 @@ def quantize_artifact(artifact: str | Path, options: QuantizeOptions | None = No
             if progress:
                 progress(f"{name}: build and gate")
             outcomes.append(_build_one(name, prepared, prepared_model, feeds, reference, options, workdir,
-                                       fp32_path.stat().st_size, raise_errors=len(options.schemes) == 1))
+                                       fp32_path.stat().st_size, raise_errors=len(options.schemes) == 1,
+                                       spec=spec))
         _record(artifact, workdir, outcomes)
     current_default = manifest.get("default_variant") or "fp32"
     timed = ["fp32", *([current_default] if current_default != "fp32" else []),
@@ -189,7 +191,8 @@ def quantize_artifact(artifact: str | Path, options: QuantizeOptions | None = No
                            latencies.get(current_default), outcomes, default, reason)
 
 
-def _build_one(name, prepared, prepared_model, feeds, reference, options, workdir, fp32_bytes, raise_errors) -> VariantOutcome:
+def _build_one(name, prepared, prepared_model, feeds, reference, options, workdir, fp32_bytes, raise_errors,
+               spec=None) -> VariantOutcome:
     scheme = make_scheme(name, feeds, **(options.static_options if name.startswith("int8_static") else {}))
     model_file = f"model_{name}.onnx"
     target = workdir / model_file
@@ -205,9 +208,30 @@ def _build_one(name, prepared, prepared_model, feeds, reference, options, workdi
             raise
         logger.error("Scheme %s failed: %s", name, exc)
         return VariantOutcome(name, scheme.description, False, None, None, None, None, None, scheme.options(), str(exc))
+    if result.passed and spec is not None and spec.is_id_level:
+        _check_contract(name, target, spec, result, reference.output_name)
     size = target.stat().st_size
     return VariantOutcome(name, scheme.description, result.passed, model_file, size, size / fp32_bytes, None,
                           result, scheme.options())
+
+
+def _check_contract(name: str, path: Path, spec, result, output_name: str) -> None:
+    """Fail a gated variant whose scores depend on padding, padded-slot ids or other batch rows.
+
+    Dynamic int8 computes activation ranges per call over the whole batch, so a row's scores can
+    change with the rows next to it. The ranking gate cannot see that; these checks can.
+    """
+    records = property_checks(onnx_runner(make_session(path), output_name), spec, np.random.default_rng(0))
+    broken = [r for r in records if not r.passed]
+    for record in broken:
+        result.failures.append(
+            f"contract property {record.name} broken: scores changed by {record.max_abs_diff:.3g} "
+            f"(allowed {record.atol:g})"
+        )
+    if broken:
+        result.passed = False
+        logger.warning("%s passed the ranking gate but breaks %s; recorded as failed",
+                       name, ", ".join(r.name for r in broken))
 
 
 def choose_default(
