@@ -351,9 +351,17 @@ def _quantize_step(artifact: Path, console: Console | None) -> dict[str, Any]:
                       _fmt(variant.size_ratio, ".2f"), _fmt(variant.p50_ms, ".3f"),
                       _fmt(metrics.get("auc_drop"), "+.5f"), _fmt(metrics.get("mean_top_k_overlap"), ".4f"),
                       _fmt(metrics.get("mean_kendall_tau"), ".4f"),
-                      _verdict(variant.passed) if variant.gate else f"[red]error[/]: {variant.error}")
+                      _gate_cell(variant))
     console.print(table)
     return summary.to_dict()
+
+
+def _gate_cell(variant) -> str:
+    if variant.gate is None:
+        return f"[red]error[/]: {escape(str(variant.error))}"
+    if variant.passed:
+        return _verdict(True)
+    return "[red]FAIL[/]: " + escape("; ".join(variant.gate.failures))
 
 
 def _fmt(value: float | None, spec: str) -> str:
