@@ -230,7 +230,7 @@ def _check_contract(name: str, path: Path, spec, result, output_name: str) -> No
         )
     if broken:
         result.passed = False
-        logger.warning("%s passed the ranking gate but breaks %s; recorded as failed",
+        logger.info("%s passed the ranking gate but breaks %s; recorded as failed",
                        name, ", ".join(r.name for r in broken))
 
 
