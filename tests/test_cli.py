@@ -196,3 +196,13 @@ def test_inspect_tampered_file_exits_6(small_artifact, tmp_path):
     assert result.exit_code == 6
     assert "[batch, seq_len]" in result.output
     assert "parity.json: sha256" in result.output
+
+
+def test_train_malformed_ratings_exits_2(tmp_path):
+    data = tmp_path / "ml"
+    data.mkdir()
+    (data / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2,abc,5\n")
+    result = runner.invoke(app, ["train", "--data", str(data), "--epochs", "1"])
+    assert result.exit_code == 2
+    assert "Cannot read MovieLens data" in result.output
+    assert "Traceback" not in result.output

@@ -135,8 +135,9 @@ def verify(
     """Re-run the check of an artifact variant; exit code 5 when it fails.
 
     fp32 and optimized variants are compared with the PyTorch original at fp32 tolerances.
-    Quantized variants rerun their accuracy gate against the fp32 graph (AUC drop, top-10
-    overlap, Kendall tau, with the thresholds recorded in the manifest).
+    Quantized variants rerun their gate against the fp32 graph: AUC drop, top-10 overlap and
+    Kendall tau within the thresholds recorded in the manifest, and the scoring contract
+    (padding, ids in padded slots and other batch rows must not change a row's scores).
     """
     from .artifact import read_manifest
     from .commands_core import render_gate, render_parity
@@ -153,7 +154,10 @@ def verify(
         else:
             render_gate(console, gate)
         if not gate["passed"]:
-            raise VerifyError(f"Accuracy gate of variant {variant!r} failed: " + "; ".join(gate["failures"]))
+            raise VerifyError(
+                f"Gate of variant {variant!r} failed: " + "; ".join(gate["failures"])
+                + ". Do not serve this variant; pick one that passes (see `attn-export inspect`)."
+            )
         return
 
     report = verify_artifact(artifact, variant=variant, max_requests=max_requests)

@@ -115,7 +115,7 @@ def bench_command(
     batch: Annotated[Optional[str], typer.Option("--batch", help="Users per call, comma-separated (e.g. 1,32).")] = None,
     threads: Annotated[str, typer.Option("--threads", help="Thread budgets, comma-separated; each gets its own worker processes.")] = "1,2",
     engines: Annotated[str, typer.Option("--engines", help="Engines to time, comma-separated: pytorch, onnxruntime.")] = "pytorch,onnxruntime",
-    variants: Annotated[Optional[str], typer.Option("--variants", help="Artifact variants timed with onnxruntime, comma-separated. Default: every variant in the manifest.")] = None,
+    variants: Annotated[Optional[str], typer.Option("--variants", help="Artifact variants timed with onnxruntime, comma-separated. Default: every variant that passed its gate; name a failed one to time it anyway.")] = None,
     min_runs: Annotated[int, typer.Option("--min-runs", min=1, help="Timed calls per point at least, unless --max-seconds runs out first.")] = 200,
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0.0, help="Seconds of timed calls per point at least, for steadier tails on fast points.")] = 1.0,
     max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.001, help="Seconds of timed calls per point at most; fewer than --min-runs calls are then flagged in the report.")] = 10.0,
@@ -137,6 +137,7 @@ def bench_command(
     """
     from .artifact import read_manifest
     from .bench import BenchOptions, TimingBudget, build_grid, run_benchmark, write_report
+    from .artifact import check_checksums
     from .bench.grid import parse_int_list
     from .bench.worker import ENGINES
     from .errors import BenchError, UsageError
@@ -150,10 +151,18 @@ def bench_command(
     if min_seconds > max_seconds:
         raise UsageError(f"--min-seconds ({min_seconds}) must not exceed --max-seconds ({max_seconds}).")
     manifest = read_manifest(artifact)
+    check_checksums(artifact, manifest)
+    chosen_variants = _parse_names("--variants", variants, tuple(manifest.get("variants", {})))
+    if chosen_variants is None:
+        chosen_variants = [name for name, entry in manifest.get("variants", {}).items() if entry.get("passed")]
+        skipped = sorted(set(manifest.get("variants", {})) - set(chosen_variants))
+        if skipped:
+            Console(stderr=True).print(f"Not timing variants that failed their gate: {', '.join(skipped)} "
+                                       "(name them with --variants to time them anyway).")
     options = BenchOptions(
         points=points,
         engines=_parse_names("--engines", engines, ENGINES),
-        variants=_parse_names("--variants", variants, tuple(manifest.get("variants", {}))),
+        variants=chosen_variants,
         threads=parse_int_list("--threads", threads),
         spinning=spinning,
         budget=TimingBudget(warmup_runs=warmup_runs, min_runs=min_runs, min_seconds=min_seconds, max_seconds=max_seconds),

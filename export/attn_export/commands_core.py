@@ -220,6 +220,9 @@ def render_gate(console: Console, gate: dict[str, Any]) -> None:
     table.add_row("mean top-10 overlap", _fmt(metrics["mean_top_k_overlap"], ".4f"), f">= {thresholds.get('min_top_k_overlap')}")
     table.add_row("mean Kendall tau", _fmt(metrics["mean_kendall_tau"], ".4f"), f">= {thresholds.get('min_kendall_tau')}")
     table.add_row("near-tie pairs (reported, not counted)", str(metrics["near_tie_pairs"]), "")
+    contract = [f for f in gate["failures"] if f.startswith("contract property")]
+    table.add_row("scoring contract (padding, padded-slot ids, batch rows)",
+                  "broken" if contract else "kept", "kept")
     console.print(table)
     verdict = "[bold green]PASS[/]" if gate["passed"] else "[bold red]FAIL[/]: " + "; ".join(gate["failures"])
     console.print(f"gate {verdict}")
@@ -258,8 +261,12 @@ def render_manifest(console: Console, artifact: Path, manifest: dict[str, Any]) 
         variants.add_column(column)
     for name, variant in manifest["variants"].items():
         size = sum(manifest["files"].get(f, {}).get("bytes", 0) for f in variant["files"] if f.endswith((".onnx", ".data")))
-        diff = variant.get("gate", {}).get("max_abs_diff")
-        variants.add_row(name, variant["model_file"], f"{size / 1024:.1f}", _verdict(variant["passed"]),
+        gate = variant.get("gate", {})
+        diff = gate.get("max_abs_diff")
+        verdict = _verdict(variant["passed"])
+        if not variant["passed"] and gate.get("failures"):
+            verdict += ": " + escape("; ".join(gate["failures"]))
+        variants.add_row(name, variant["model_file"], f"{size / 1024:.1f}", verdict,
                          "-" if diff is None else f"{diff:.2e}", variant.get("description", ""))
     console.print(variants)
 

@@ -49,7 +49,10 @@ class DataSource:
         if self.kind == "movielens":
             if not self.path:
                 raise UsageError("A MovieLens data source needs a directory path (--data PATH).")
-            return load_movielens(self.path)
+            try:
+                return load_movielens(self.path)
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"Cannot read MovieLens data from {self.path}: {exc}") from exc
         raise UsageError(f"Unknown data source kind {self.kind!r}; use 'synthetic' or 'movielens'.")
 
     def to_dict(self) -> dict[str, Any]:

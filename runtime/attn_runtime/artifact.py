@@ -24,7 +24,7 @@ __all__ = ["Artifact", "FALLBACK_VARIANT", "FileProblem", "find_file_problems", 
 logger = logging.getLogger(__name__)
 
 # The plain export that every artifact is expected to carry. It is served when the
-# manifest's default variant failed its parity gate or its files do not verify.
+# manifest's default variant failed its gate or its files do not verify.
 FALLBACK_VARIANT = "fp32"
 
 _HASH_CHUNK_BYTES = 1 << 20
@@ -193,7 +193,7 @@ class Artifact:
 
         if not variant.passed and not allow_failed:
             raise ArtifactError(
-                f"Variant {name!r} in artifact {str(self.path)!r} failed its parity gate "
+                f"Variant {name!r} in artifact {str(self.path)!r} failed its gate "
                 "at export, so its scores may differ from the PyTorch model. Pick a variant "
                 f"that is usable ({self._usable_names()}), or pass allow_failed=True to load it anyway."
             )
@@ -207,7 +207,7 @@ class Artifact:
             )
 
         if not variant.passed:
-            logger.warning("Loading variant %r of %s although it failed its parity gate", name, self.path)
+            logger.warning("Loading variant %r of %s although it failed its gate", name, self.path)
         return variant
 
     def _select_default(self) -> VariantSpec:
@@ -247,7 +247,7 @@ class Artifact:
         """Return why `variant` cannot be served as a default, or None if it can."""
         reasons = []
         if not variant.passed:
-            reasons.append("it failed its parity gate")
+            reasons.append("it failed its gate")
         problems = self.variant_problems(variant)
         if problems:
             reasons.append(_join_problems(problems))

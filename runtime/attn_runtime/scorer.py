@@ -86,9 +86,9 @@ class Scorer:
         """Load the artifact directory `path` and open one variant on the CPU.
 
         variant: a variant name, or None for the manifest default (falling back to
-            "fp32" if the default failed its parity gate or its files do not verify).
+            "fp32" if the default failed its gate or its files do not verify).
         config: onnxruntime session settings, SessionConfig() when None.
-        allow_failed: load a variant that failed its parity gate.
+        allow_failed: load a variant that failed its gate.
         verify_checksums: check the sha256 of every artifact file before loading. The
             served variant's files must match the manifest. Other listed files that are
             missing or changed are logged as warnings.
