@@ -135,9 +135,9 @@ def verify(
     """Re-run the check of an artifact variant; exit code 5 when it fails.
 
     fp32 and optimized variants are compared with the PyTorch original at fp32 tolerances.
-    Quantized variants rerun their gate against the fp32 graph: AUC drop, top-10 overlap and
-    Kendall tau within the thresholds recorded in the manifest, and the scoring contract
-    (padding, ids in padded slots and other batch rows must not change a row's scores).
+    Quantized variants rerun their gate against the fp32 graph. AUC drop, top-10 overlap and
+    Kendall tau must stay within the thresholds recorded in the manifest. Padding, ids in padded
+    slots and the other rows of a batch must not change a row's scores.
     """
     from .artifact import read_manifest
     from .commands_core import render_gate, render_parity

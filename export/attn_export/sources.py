@@ -1,4 +1,4 @@
-"""Where an artifact's reference model and held-out requests come from.
+"""Sources of an artifact's reference model and held-out requests.
 
 The manifest records both, so `verify`, `optimize`, `quantize` and `bench` can rebuild the
 PyTorch original and the same real requests long after the export.

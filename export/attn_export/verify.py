@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 
 Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
 
-# Property checks compare the graph with itself at different shapes; kernels may block a
-# matmul differently per shape, so allow float32 rounding noise but nothing more.
+# Property checks compare the graph with itself at different shapes. Kernels may block a matmul
+# differently per shape, so float32 rounding noise is allowed but nothing more.
 PROPERTY_ATOL = 1e-5
 HELDOUT_BATCH = 64
 LONG_SEQ_LEN = 512
