@@ -401,7 +401,7 @@ def test_runtime_loads_optimized_variant(exported):
 
 
 # Runs optimize_artifact in a child process that SIGKILLs itself once the parity checks start,
-# which is after the scratch directory holds the optimized graph.
+# which is after the optimized graph has been written to the scratch directory.
 _KILLED_OPTIMIZE = """
 import os, signal, sys
 from attn_export.optimize import optimize_artifact

@@ -1,8 +1,8 @@
 """Graph optimization of exported target-attention graphs (`attn-export optimize`).
 
-One pass or concern per module: onnxscript's generic passes, four attention rewrites, and
-onnxruntime's offline optimization, run by `graph_pipeline`; `artifact_variant` checks parity
-and records the "optimized" variant in the artifact.
+One pass or concern per module. `graph_pipeline` runs onnxscript's generic passes, the attention
+rewrites listed in `ATTENTION_REWRITES`, and onnxruntime's offline optimization.
+`artifact_variant` checks parity and records the "optimized" variant in the artifact.
 """
 
 from .artifact_variant import (

@@ -43,7 +43,7 @@ Progress = Callable[[str], None]
 
 @dataclass
 class OptimizeResult:
-    """What `optimize_artifact` did: graph report, both parity reports, and the manifest verdict."""
+    """Outcome of `optimize_artifact`: graph report, both parity reports, and the manifest verdict."""
 
     artifact: Path
     graph_report: dict[str, Any]

@@ -1,10 +1,10 @@
 """Rewrite: turn the masked softmax's `Where(~mask, fill, scores)` into `scores + bias`.
 
-attn_models' masked softmax is `softmax(where(~mask, -1e9, s)) * mask`. In an onnxruntime 1.32
-profile (one thread, seq_len 1000 x 1000 candidates) the broadcasting Where over the full
-[batch, heads, num_candidates, seq_len] score tensor took about 2.5x as long as a broadcasting
-Add, so the fill becomes a small additive bias
-`bias = Where(mask, 0, fill)` [batch, 1, (1,) seq_len], computed once per user, and `s + bias`.
+attn_models' masked softmax is `softmax(where(~mask, -1e9, s)) * mask`. An onnxruntime 1.32
+profile (one thread, seq_len 1000 x 1000 candidates) showed the broadcasting Where over the full
+[batch, heads, num_candidates, seq_len] score tensor taking about 2.5x as long as a broadcasting
+Add. So the fill becomes a small additive bias `bias = Where(mask, 0, fill)`
+[batch, 1, (1,) seq_len], computed once per user, and the scores become `s + bias`.
 
 Equivalence: in a row with at least one real slot, masked slots hold s + fill instead of fill;
 both underflow to exactly 0 after the softmax's max subtraction when fill is at most -1e8 and

@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 # Schemes `--auto` tries; int8_static_entropy is left out because its calibration is slow.
 AUTO_SCHEMES = ("int8_dynamic", "int8_rows", "fp16_tables", "int8_dynamic_rows", "int8_static", "int8_static_percentile")
 Progress = Callable[[str], None]
-# A variant replaces the current default under --auto only when its median latency is at least
-# this fraction lower; smaller differences are within run-to-run noise of the timing.
+# Under --auto a variant replaces the current default only when its median latency is at least
+# this fraction lower, because smaller differences are within the run-to-run timing noise.
 DEFAULT_MARGIN = 0.02
 
 
