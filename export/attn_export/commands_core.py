@@ -138,10 +138,12 @@ def export_model(
                 "`attn-export train` or attn_models.save_checkpoint."
             ) from exc
         data = DataSource.from_option(data_path)
-        if data.kind == "movielens" and data.load().vocab_size > model.config.vocab_size:
+        dataset = data.load()
+        if dataset.vocab_size > model.config.vocab_size:
             raise UsageError(f"--data {data_path} has more items than the checkpoint's vocab_size "
                              f"({model.config.vocab_size}); pass the data the model was trained on.")
-        result = export_ranker(model, out, data, force=force, progress=steps, opset=opset, max_requests=max_requests)
+        result = export_ranker(model, out, data, force=force, progress=steps, opset=opset,
+                               max_requests=max_requests, dataset=dataset)
     else:
         from .sources import load_factory
 

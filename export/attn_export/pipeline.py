@@ -13,7 +13,7 @@ import onnx
 import torch
 
 from attn_models import TargetAttentionRanker, save_checkpoint
-from attn_models.data import RankingRequests
+from attn_models.data import RankingRequests, SequenceDataset
 
 from .artifact import add_variant, check_checksums, read_manifest, staged_artifact, update_artifact, write_manifest
 from .errors import ExportError, UsageError, VerifyError
@@ -100,13 +100,17 @@ def export_ranker(
     progress: Progress | None = None,
     opset: int = DEFAULT_OPSET,
     max_requests: int = 256,
+    dataset: SequenceDataset | None = None,
 ) -> ExportResult:
-    """Export a built-in ranker; the checkpoint travels inside the artifact for later checks."""
+    """Export a built-in ranker; the checkpoint travels inside the artifact for later checks.
+
+    `dataset` is `data` already loaded, so it is not read twice.
+    """
     spec = spec_for_ranker(model)
     if requests is None and data is not None:
         manifest_stub = {"data": data.to_dict(), "model": {"kind": "target_attention_ranker"},
                          "max_seq_len": model.config.max_seq_len}
-        requests = requests_for_artifact(manifest_stub, max_users=max_requests)
+        requests = requests_for_artifact(manifest_stub, max_users=max_requests, dataset=dataset)
 
     def write_reference(staging: Path) -> None:
         save_checkpoint(staging / REFERENCE_CHECKPOINT, model)

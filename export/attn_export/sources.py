@@ -126,12 +126,17 @@ def requests_for_artifact(
     num_negatives: int = 100,
     max_seq_len: int | None = 50,
     seed: int = 0,
+    dataset: SequenceDataset | None = None,
 ) -> RankingRequests | None:
-    """Held-out requests from the data the artifact was built on; None for custom models."""
+    """Held-out requests from the data the artifact was built on; None for custom models.
+
+    `dataset` skips reloading the data when the caller has already loaded it.
+    """
     data = manifest.get("data")
     if not data or manifest.get("model", {}).get("kind") != "target_attention_ranker":
         return None
-    dataset = DataSource.from_dict(data).load()
+    if dataset is None:
+        dataset = DataSource.from_dict(data).load()
     limit = manifest.get("max_seq_len")
     if limit is not None and max_seq_len is not None:
         max_seq_len = min(max_seq_len, limit)
